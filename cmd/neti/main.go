@@ -23,6 +23,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"version", "print the version", runVersion},
+		{"devices", "list Vulkan devices and their capabilities", runDevices},
+		{"tokenize", "show how a prompt tokenizes", runTokenize},
 	}
 }
 

@@ -200,9 +200,11 @@ func (f *File) Close() error {
 // Names lists the tensor names, sorted.
 func (f *File) Names() []string { return append([]string(nil), f.names...) }
 
-// Info returns a tensor's description.
+// Info returns a tensor's description. The shape is a copy, so callers may
+// keep or modify it without affecting the file.
 func (f *File) Info(name string) (TensorInfo, bool) {
 	t, ok := f.tensors[name]
+	t.Shape = append(t.Shape[:0:0], t.Shape...)
 	return t, ok
 }
 
@@ -238,7 +240,7 @@ func (f *File) Float32(name string) ([]float32, []int, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("safetensors: %s: tensor %q: %w", f.path, name, err)
 	}
-	return out, t.Shape, nil
+	return out, append(t.Shape[:0:0], t.Shape...), nil
 }
 
 // Int64 reads an integer tensor (I64 or I32) as int64.
@@ -265,7 +267,7 @@ func (f *File) Int64(name string) ([]int64, []int, error) {
 	default:
 		return nil, nil, fmt.Errorf("safetensors: %s: tensor %q is %s, not an integer type", f.path, name, t.DType)
 	}
-	return out, t.Shape, nil
+	return out, append(t.Shape[:0:0], t.Shape...), nil
 }
 
 // ToFloat32 converts little-endian raw data of a float dtype to float32.

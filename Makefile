@@ -1,0 +1,42 @@
+# neti: `make` builds bin/neti; `make test` runs every check CI runs;
+# `make demo` sets up a fresh Debian machine and generates with the built-in model.
+GO       ?= go
+GLSLC    ?= glslc
+SHADERS  := $(wildcard shaders/*.comp)
+SPV      := $(SHADERS:.comp=.spv)
+export VK_ICD_FILENAMES ?= $(firstword $(wildcard /usr/share/vulkan/icd.d/lvp_icd.x86_64.json))
+
+.PHONY: all build shaders test bench demo deps vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o bin/neti ./cmd/neti
+
+# Recompile every shader; the .spv files are committed and embedded.
+shaders: $(SPV)
+
+shaders/%.spv: shaders/%.comp $(wildcard shaders/*.glsl)
+	cd shaders && $(GLSLC) -O --target-env=vulkan1.2 -I . $(notdir $<) -o $(notdir $@)
+
+deps:
+	@scripts/install-deps.sh
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The whole suite: dependencies, formatting and vet, the tests with the
+# Vulkan validation layer on (any message fails), and short fuzz runs.
+test: deps vet
+	$(GO) test -count=1 ./...
+	@scripts/fuzz.sh
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+demo: deps build
+	@scripts/demo.sh
+
+clean:
+	rm -rf bin

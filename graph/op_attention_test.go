@@ -1,0 +1,119 @@
+package graph
+
+import (
+	"strings"
+	"testing"
+)
+
+type attnShape struct {
+	batch, nq, nk, heads, dh, dhv int
+	causal                        bool
+	scale                         float32 // 0: 1/sqrt(dh)
+}
+
+func attentionCase(s attnShape) opCase {
+	return opCase{
+		name: caseName("attention", s.batch, s.nq, s.nk, s.heads, s.dh, s.dhv, s.causal, s.scale),
+		build: func(b *Builder) {
+			q := b.Input("q", s.batch, s.nq, s.heads*s.dh)
+			k := b.Input("k", s.batch, s.nk, s.heads*s.dh)
+			v := b.Input("v", s.batch, s.nk, s.heads*s.dhv)
+			b.Output("y", b.Attention(q, k, v, s.heads, s.scale, s.causal))
+		},
+	}
+}
+
+func TestAttention(t *testing.T) {
+	for _, s := range []attnShape{
+		// Tiny heads (one thread per query), single and odd sizes.
+		{batch: 1, nq: 1, nk: 1, heads: 1, dh: 2, dhv: 2},
+		{batch: 2, nq: 5, nk: 7, heads: 3, dh: 8, dhv: 8},
+		{batch: 1, nq: 33, nk: 17, heads: 2, dh: 16, dhv: 16},
+		{batch: 2, nq: 130, nk: 129, heads: 1, dh: 32, dhv: 32},
+		{batch: 2, nq: 9, nk: 1, heads: 2, dh: 8, dhv: 8},
+		// Value head dims that differ from the key's.
+		{batch: 1, nq: 40, nk: 50, heads: 2, dh: 16, dhv: 24},
+		{batch: 1, nq: 19, nk: 23, heads: 3, dh: 8, dhv: 3},
+		// CLIP's causal self-attention, and a causal case spanning
+		// several query and key blocks.
+		{batch: 3, nq: 77, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true},
+		{batch: 1, nq: 300, nk: 300, heads: 2, dh: 16, dhv: 16, causal: true},
+		{batch: 1, nq: 1, nk: 1, heads: 1, dh: 4, dhv: 4, causal: true},
+		// Cross-attention to 77 text tokens.
+		{batch: 2, nq: 256, nk: 77, heads: 4, dh: 8, dhv: 8},
+		// Peaked softmax: the running maximum moves by large steps.
+		{batch: 1, nq: 64, nk: 200, heads: 2, dh: 8, dhv: 8, scale: 6},
+		// Two and four threads per query, head dims not multiples of them.
+		{batch: 1, nq: 70, nk: 45, heads: 2, dh: 100, dhv: 70},
+		{batch: 1, nq: 37, nk: 29, heads: 1, dh: 130, dhv: 150},
+		{batch: 1, nq: 100, nk: 77, heads: 2, dh: 150, dhv: 65, causal: false},
+		// SD 1.5 head dims on a 16x16 latent.
+		{batch: 1, nq: 256, nk: 256, heads: 2, dh: 40, dhv: 40},
+		{batch: 2, nq: 256, nk: 77, heads: 1, dh: 80, dhv: 80},
+		{batch: 1, nq: 256, nk: 256, heads: 1, dh: 160, dhv: 160},
+	} {
+		c := attentionCase(s)
+		t.Run(c.name, func(t *testing.T) { runOpCase(t, c) })
+	}
+}
+
+// TestAttentionKeysFromOtherTensors checks that k and v may be different
+// tensors with different head dims (NeTI's bypass values) and that q may
+// alias k (plain self-attention on one tensor).
+func TestAttentionKeysFromOtherTensors(t *testing.T) {
+	runOpCase(t, opCase{
+		name: "attention_shared_qk",
+		build: func(b *Builder) {
+			x := b.Input("x", 2, 21, 3*8)
+			v := b.Input("v", 2, 21, 3*5)
+			b.Output("y", b.Attention(x, x, v, 3, 0, false))
+			b.Output("z", b.Attention(x, x, x, 3, 0.5, true))
+		},
+	})
+}
+
+func TestAttentionShapeErrors(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		q, k, v []int
+		heads   int
+		causal  bool
+		wantMsg string
+	}{
+		{"rank", []int{2, 8}, []int{2, 8}, []int{2, 8}, 1, false, "rank-3"},
+		{"heads do not divide", []int{1, 4, 10}, []int{1, 4, 10}, []int{1, 4, 10}, 3, false, "heads"},
+		{"k width", []int{1, 4, 8}, []int{1, 4, 6}, []int{1, 4, 8}, 2, false, "heads"},
+		{"v length", []int{1, 4, 8}, []int{1, 5, 8}, []int{1, 4, 8}, 2, false, "heads"},
+		{"batch", []int{2, 4, 8}, []int{1, 4, 8}, []int{1, 4, 8}, 2, false, "heads"},
+		{"head dim too large", []int{1, 4, 322}, []int{1, 4, 322}, []int{1, 4, 322}, 2, false, "exceeds"},
+		{"causal needs square", []int{1, 4, 8}, []int{1, 5, 8}, []int{1, 5, 8}, 2, true, "causal"},
+		{"zero heads", []int{1, 4, 8}, []int{1, 4, 8}, []int{1, 4, 8}, 0, false, "rank-3"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := NewBuilder()
+			y := b.Attention(b.Input("q", c.q...), b.Input("k", c.k...), b.Input("v", c.v...), c.heads, 0, c.causal)
+			b.Output("y", y)
+			_, err := b.Build()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), c.wantMsg) {
+				t.Errorf("error %q does not mention %q", err, c.wantMsg)
+			}
+		})
+	}
+}
+
+// TestAttnLanes checks the lane choice against the shader's limits for
+// every head dim the builder accepts: each thread holds at most 64 elements
+// of q and of the output, and the lanes tile the workgroup.
+func TestAttnLanes(t *testing.T) {
+	for dh := 1; dh <= maxHeadDim; dh++ {
+		for _, dhv := range []int{1, dh, maxHeadDim + 1 - dh} {
+			l := attnLanes(dh, dhv)
+			if ceilDiv(max(dh, dhv), l) > 64 || attnWorkgroup%l != 0 || l > 4 {
+				t.Fatalf("attnLanes(%d, %d) = %d", dh, dhv, l)
+			}
+		}
+	}
+}

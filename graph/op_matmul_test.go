@@ -1,0 +1,73 @@
+package graph
+
+import "testing"
+
+func TestMatMul(t *testing.T) {
+	type mm struct {
+		batch, m, n, k int
+		ta, tb, bcast  bool
+	}
+	var cases []opCase
+	for _, s := range []mm{
+		{1, 1, 1, 1, false, false, false},
+		{1, 64, 64, 64, false, false, false},
+		{3, 17, 33, 65, false, false, false},
+		{2, 70, 5, 129, true, false, false},
+		{2, 31, 67, 20, false, true, false},
+		{4, 9, 77, 40, true, true, true},
+		{2, 130, 66, 17, false, false, true},
+	} {
+		s := s
+		cases = append(cases, opCase{
+			name: caseName("matmul", s.batch, s.m, s.n, s.k, s.ta, s.tb, s.bcast),
+			build: func(b *Builder) {
+				ash := []int{s.batch, s.m, s.k}
+				if s.ta {
+					ash = []int{s.batch, s.k, s.m}
+				}
+				bsh := []int{s.batch, s.k, s.n}
+				if s.tb {
+					bsh[1], bsh[2] = s.n, s.k
+				}
+				if s.bcast {
+					bsh = bsh[1:]
+				}
+				b.Output("y", b.MatMul(b.Input("a", ash...), b.Input("b", bsh...), s.ta, s.tb))
+			},
+		})
+	}
+	for _, s := range []struct {
+		rows, in, out int
+		bias          bool
+	}{{1, 1, 1, true}, {77, 32, 96, true}, {5, 300, 7, false}, {130, 64, 65, true}} {
+		s := s
+		cases = append(cases, opCase{
+			name: caseName("linear", s.rows, s.in, s.out, s.bias),
+			build: func(b *Builder) {
+				x := b.Input("x", 1, s.rows, s.in)
+				w := b.Input("w", s.out, s.in)
+				var bias *Tensor
+				if s.bias {
+					bias = b.Input("bias", s.out)
+				}
+				b.Output("y", b.Linear(x, w, bias))
+			},
+		})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { runOpCase(t, c) })
+	}
+}
+
+func TestMatMulShapeErrors(t *testing.T) {
+	b := NewBuilder()
+	b.MatMul(b.Input("a", 2, 3, 4), b.Input("b", 2, 5, 6), false, false)
+	if b.Err() == nil {
+		t.Fatal("inner dimension mismatch gave no error")
+	}
+	b = NewBuilder()
+	b.Linear(b.Input("x", 3, 4), b.Input("w", 5, 6), nil)
+	if _, err := b.Build(); err == nil {
+		t.Fatal("linear mismatch gave no build error")
+	}
+}

@@ -1,0 +1,494 @@
+package graph
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/neti-project/neti/shaders"
+	"github.com/neti-project/neti/vk"
+)
+
+// Options tune compilation.
+type Options struct {
+	// ArenaBytes caps one device buffer of the activation, weight and I/O
+	// pools (0: the device's allocation limit, at most 1 GiB).
+	ArenaBytes int64
+}
+
+// Stats describe a compiled program's memory and work.
+type Stats struct {
+	WeightBytes     int64 // weights and constants
+	IOBytes         int64 // inputs and outputs (persist between runs)
+	ActivationBytes int64 // planned peak of reused activation memory
+	Buffers         int   // device buffers
+	Dispatches      int
+}
+
+// PeakBytes is the planned peak device memory of one run.
+func (s Stats) PeakBytes() int64 { return s.WeightBytes + s.IOBytes + s.ActivationBytes }
+
+// loc is where a tensor's storage lives on the device.
+type loc struct {
+	buf      *vk.Buffer
+	off, len int64
+}
+
+// Program is a graph compiled for one device: memory planned, weights
+// uploaded, every dispatch recorded once. Run replays the recording.
+type Program struct {
+	dev     *vk.Device
+	g       *Graph
+	locs    map[int]loc // by root tensor id
+	bufs    []*vk.Buffer
+	kernels map[string]*vk.Kernel
+	rec     *vk.Recording
+	stats   Stats
+	align   int64
+}
+
+// Compile plans memory for g, uploads its weights (read through weights)
+// and records all its dispatches. Shape errors were caught by the Builder;
+// here a tensor too large for one storage-buffer binding, or memory the
+// device cannot give, is an error naming the tensor.
+func Compile(dev *vk.Device, g *Graph, weights WeightSource, opts Options) (p *Program, err error) {
+	info := dev.Info()
+	p = &Program{dev: dev, g: g, locs: map[int]loc{}, kernels: map[string]*vk.Kernel{}}
+	defer func() {
+		if err != nil {
+			p.Close()
+			p = nil
+		}
+	}()
+	p.align = int64(info.MinStorageBufferOffsetAlignment)
+	if p.align < 16 {
+		p.align = 16
+	}
+	arena := opts.ArenaBytes
+	if arena <= 0 {
+		arena = 1 << 30
+	}
+	if lim := int64(info.MaxAllocation); lim > 0 && arena > lim {
+		arena = lim
+	}
+	if lim := int64(info.MaxBufferSize); lim > 0 && arena > lim {
+		arena = lim
+	}
+	maxBind := int64(info.MaxStorageBufferRange)
+	for _, t := range g.Tensors {
+		if t.view != nil {
+			continue
+		}
+		if sz := int64(t.Numel()) * 4; maxBind > 0 && sz > maxBind {
+			return nil, fmt.Errorf("graph: tensor %s %s needs %d bytes, more than one storage binding allows on %s (%d)", t.describe(), shapeStr(t.shape), sz, info.Name, maxBind)
+		}
+	}
+
+	// Persistent pools: weights/consts, inputs/outputs.
+	persistent := func(kinds ...Kind) (*pool, error) {
+		pl := newPool(arena, p.align)
+		for _, t := range g.Tensors {
+			if t.view != nil {
+				continue
+			}
+			keep := false
+			for _, k := range kinds {
+				keep = keep || t.kind == k
+			}
+			if kinds[0] == Input && t.kind == Activation && p.isOutput(t) {
+				keep = true
+			}
+			if keep {
+				if _, err := pl.alloc(t.id, int64(t.Numel())*4); err != nil {
+					return nil, fmt.Errorf("graph: %s: %w", t.describe(), err)
+				}
+			}
+		}
+		return pl, nil
+	}
+	wpool, err := persistent(Weight, Const)
+	if err != nil {
+		return nil, err
+	}
+	iopool, err := persistent(Input)
+	if err != nil {
+		return nil, err
+	}
+	apool, err := p.planActivations(arena)
+	if err != nil {
+		return nil, err
+	}
+	p.stats.WeightBytes = wpool.total()
+	p.stats.IOBytes = iopool.total()
+	p.stats.ActivationBytes = apool.total()
+	for _, pl := range []*pool{wpool, iopool, apool} {
+		if err := p.materialize(pl); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.uploadWeights(weights); err != nil {
+		return nil, err
+	}
+	if err := p.record(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (t *Tensor) describe() string {
+	if t.name != "" {
+		return t.name
+	}
+	if t.node != nil {
+		return t.node.describe() + " output"
+	}
+	return fmt.Sprintf("tensor %d", t.id)
+}
+
+func (p *Program) isOutput(t *Tensor) bool {
+	for _, o := range p.g.Outputs {
+		if o.root() == t {
+			return true
+		}
+	}
+	return false
+}
+
+// planActivations assigns activation storage by liveness: a tensor's memory
+// is free again after the last node that reads it (or a view of it).
+func (p *Program) planActivations(arena int64) (*pool, error) {
+	last := map[int]int{}
+	for i, n := range p.g.Nodes {
+		for _, t := range n.In {
+			last[t.root().id] = i
+		}
+	}
+	pl := newPool(arena, p.align)
+	for i, n := range p.g.Nodes {
+		out := n.Out
+		if !p.isOutput(out) {
+			if _, err := pl.alloc(out.id, int64(out.Numel())*4); err != nil {
+				return nil, fmt.Errorf("graph: %s: %w", out.describe(), err)
+			}
+			if _, used := last[out.id]; !used {
+				last[out.id] = i // dead value: free right after
+			}
+		}
+		for _, t := range n.In {
+			r := t.root()
+			if r.kind == Activation && !p.isOutput(r) && last[r.id] == i {
+				pl.free(r.id)
+			}
+		}
+		if last[out.id] == i && !p.isOutput(out) {
+			pl.free(out.id)
+		}
+	}
+	return pl, nil
+}
+
+// materialize creates the device buffers of a pool and records where each
+// of its tensors lives.
+func (p *Program) materialize(pl *pool) error {
+	bufs := make([]*vk.Buffer, len(pl.arenas))
+	for i, a := range pl.arenas {
+		if a.high == 0 {
+			continue
+		}
+		b, err := p.dev.NewBuffer(a.high)
+		if err != nil {
+			return fmt.Errorf("graph: allocate %d bytes: %w", a.high, err)
+		}
+		bufs[i] = b
+		p.bufs = append(p.bufs, b)
+	}
+	for id, pos := range pl.placed {
+		p.locs[id] = loc{buf: bufs[pos.arena], off: pos.off, len: pos.size}
+	}
+	p.stats.Buffers = len(p.bufs)
+	return nil
+}
+
+func (p *Program) uploadWeights(src WeightSource) error {
+	for _, t := range p.g.Tensors {
+		var data []float32
+		switch t.kind {
+		case Weight:
+			if src == nil {
+				return fmt.Errorf("graph: weight %s: no weight source", t.name)
+			}
+			v, err := src(t.name, t.Shape())
+			if err != nil {
+				return fmt.Errorf("graph: weight %s: %w", t.name, err)
+			}
+			if len(v) != t.Numel() {
+				return fmt.Errorf("graph: weight %s: %d values for shape %s", t.name, len(v), shapeStr(t.shape))
+			}
+			data = v
+		case Const:
+			data = t.data
+		default:
+			continue
+		}
+		if err := p.write(t, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Program) write(t *Tensor, v []float32) error {
+	l, ok := p.locs[t.root().id]
+	if !ok {
+		return fmt.Errorf("graph: %s has no storage", t.describe())
+	}
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	if err := l.buf.Write(l.off, b); err != nil {
+		return fmt.Errorf("graph: upload %s: %w", t.describe(), err)
+	}
+	return nil
+}
+
+// SetInput copies an input's values to the device; it persists until set
+// again, so inputs that do not change between runs are set once.
+func (p *Program) SetInput(name string, v []float32) error {
+	for _, t := range p.g.Tensors {
+		if t.kind == Input && t.name == name {
+			if len(v) != t.Numel() {
+				return fmt.Errorf("graph: input %s: %d values for shape %s", name, len(v), shapeStr(t.shape))
+			}
+			return p.write(t, v)
+		}
+	}
+	return fmt.Errorf("graph: no input %q", name)
+}
+
+// Run replays the recorded dispatches: one submit per call.
+func (p *Program) Run() error {
+	if err := p.rec.Submit(); err != nil {
+		return fmt.Errorf("graph: run: %w", err)
+	}
+	return nil
+}
+
+// Output reads an output's values back.
+func (p *Program) Output(name string) ([]float32, error) {
+	t, ok := p.g.Outputs[name]
+	if !ok {
+		return nil, fmt.Errorf("graph: no output %q", name)
+	}
+	return p.read(t)
+}
+
+func (p *Program) read(t *Tensor) ([]float32, error) {
+	l, ok := p.locs[t.root().id]
+	if !ok {
+		return nil, fmt.Errorf("graph: %s has no storage", t.describe())
+	}
+	b := make([]byte, 4*t.Numel())
+	if err := l.buf.Read(l.off, b); err != nil {
+		return nil, fmt.Errorf("graph: read %s: %w", t.describe(), err)
+	}
+	v := make([]float32, t.Numel())
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v, nil
+}
+
+// Stats reports planned memory and the dispatch count.
+func (p *Program) Stats() Stats { return p.stats }
+
+// Close releases the program's device objects.
+func (p *Program) Close() error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if p.rec != nil {
+		keep(p.rec.Close())
+		p.rec = nil
+	}
+	names := make([]string, 0, len(p.kernels))
+	for k := range p.kernels {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		keep(p.kernels[k].Close())
+	}
+	p.kernels = map[string]*vk.Kernel{}
+	for _, b := range p.bufs {
+		keep(b.Close())
+	}
+	p.bufs = nil
+	return first
+}
+
+// record builds the command buffer: every node's dispatches with barriers
+// only where a dispatch touches memory written (or read, for reuse) since
+// the last barrier.
+func (p *Program) record() error {
+	rec, err := p.dev.NewRecording()
+	if err != nil {
+		return fmt.Errorf("graph: %w", err)
+	}
+	p.rec = rec
+	r := &recorder{p: p, rec: rec}
+	for _, n := range p.g.Nodes {
+		if err := n.Op.record(r, n); err != nil {
+			return fmt.Errorf("graph: record %s: %w", n.describe(), err)
+		}
+	}
+	if err := rec.End(); err != nil {
+		return fmt.Errorf("graph: %w", err)
+	}
+	p.stats.Dispatches = rec.Dispatches()
+	return nil
+}
+
+type span struct {
+	buf      *vk.Buffer
+	off, end int64
+}
+
+func (a span) overlaps(b span) bool { return a.buf == b.buf && a.off < b.end && b.off < a.end }
+
+// recorder appends dispatches for ops and tracks hazards.
+type recorder struct {
+	p             *Program
+	rec           *vk.Recording
+	written, read []span
+}
+
+func (r *recorder) span(t *Tensor) (span, vk.Binding, error) {
+	l, ok := r.p.locs[t.root().id]
+	if !ok {
+		return span{}, vk.Binding{}, fmt.Errorf("%s has no storage", t.describe())
+	}
+	return span{l.buf, l.off, l.off + l.len}, vk.Binding{Buf: l.buf, Offset: l.off, Size: l.len}, nil
+}
+
+// dispatch records one kernel run. ins are bound first, then outs, in
+// order (binding i = i-th tensor). push words are uint32 (floats by their
+// bits, see f32). groups beyond the device's per-dimension limit must be
+// split by the caller (see grid).
+func (r *recorder) dispatch(shader string, spec []uint32, push []uint32, groups [3]uint32, ins, outs []*Tensor) error {
+	k, err := r.kernel(shader, spec, len(ins)+len(outs), 4*len(push))
+	if err != nil {
+		return err
+	}
+	var binds []vk.Binding
+	var rs, ws []span
+	for _, t := range ins {
+		s, b, err := r.span(t)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, s)
+		binds = append(binds, b)
+	}
+	for _, t := range outs {
+		s, b, err := r.span(t)
+		if err != nil {
+			return err
+		}
+		ws = append(ws, s)
+		binds = append(binds, b)
+	}
+	hazard := false
+	for _, s := range rs {
+		for _, w := range r.written {
+			hazard = hazard || s.overlaps(w)
+		}
+	}
+	for _, s := range ws {
+		for _, w := range r.written {
+			hazard = hazard || s.overlaps(w)
+		}
+		for _, x := range r.read {
+			hazard = hazard || s.overlaps(x)
+		}
+	}
+	if hazard {
+		r.rec.Barrier()
+		r.written, r.read = r.written[:0], r.read[:0]
+	}
+	r.read = append(r.read, rs...)
+	r.written = append(r.written, ws...)
+	pb := make([]byte, 4*len(push))
+	for i, w := range push {
+		binary.LittleEndian.PutUint32(pb[4*i:], w)
+	}
+	return r.rec.Dispatch(k, binds, pb, groups[0], groups[1], groups[2])
+}
+
+func (r *recorder) kernel(shader string, spec []uint32, bindings, pushSize int) (*vk.Kernel, error) {
+	key := fmt.Sprintf("%s%v", shader, spec)
+	if k, ok := r.p.kernels[key]; ok {
+		return k, nil
+	}
+	code, err := shaders.Load(shader)
+	if err != nil {
+		return nil, err
+	}
+	k, err := r.p.dev.NewKernel(vk.KernelSpec{Name: shader, SPIRV: code, Bindings: bindings, PushSize: pushSize, Spec: spec})
+	if err != nil {
+		return nil, err
+	}
+	r.p.kernels[key] = k
+	return k, nil
+}
+
+// grid spreads n workgroups over x and y so that neither exceeds the
+// device limit; shaders recover the linear index with linearGroup().
+func (r *recorder) grid(n int) [3]uint32 {
+	lim := int(r.p.dev.Info().MaxWorkgroupCount[0])
+	if lim <= 0 || lim > 65535 {
+		lim = 65535
+	}
+	if n <= lim {
+		return [3]uint32{uint32(n), 1, 1}
+	}
+	return [3]uint32{uint32(lim), uint32((n + lim - 1) / lim), 1}
+}
+
+func f32(v float32) uint32 { return math.Float32bits(v) }
+
+func b32(v bool) uint32 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// Poison fills every activation, input and output buffer with NaN, so a
+// test can tell an element that a kernel never wrote from a computed one.
+// Weights are untouched; inputs must be set again afterwards.
+func (p *Program) Poison() error {
+	weights := map[*vk.Buffer]bool{}
+	for _, t := range p.g.Tensors {
+		if t.kind == Weight || t.kind == Const {
+			if l, ok := p.locs[t.id]; ok {
+				weights[l.buf] = true
+			}
+		}
+	}
+	for _, b := range p.bufs {
+		if weights[b] {
+			continue
+		}
+		if err := b.Fill(0, b.Size(), 0x7fc00000); err != nil {
+			return fmt.Errorf("graph: poison: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,52 @@
+package graph
+
+import "fmt"
+
+// GPU recording of the ops whose shaders are simple enough to sit together.
+
+func (o matmulOp) record(r *recorder, n *Node) error {
+	a, b := n.In[0], n.In[1]
+	bias := a // bound but unused when there is no bias (HAS_BIAS=false)
+	if o.bias {
+		bias = n.In[2]
+	}
+	strideB := o.k * o.n
+	if o.broadcastB {
+		strideB = 0
+	}
+	push := []uint32{uint32(o.m), uint32(o.n), uint32(o.k), uint32(o.m * o.k), uint32(strideB), uint32(o.m * o.n)}
+	groups := [3]uint32{uint32(ceilDiv(o.n, 64)), uint32(ceilDiv(o.m, 64)), uint32(o.batch)}
+	return r.dispatch("matmul", []uint32{b32(o.transA), b32(o.transB), b32(o.bias)}, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+}
+
+func (o activationOp) record(r *recorder, n *Node) error {
+	return r.dispatch("activation", []uint32{uint32(o.act)}, []uint32{uint32(o.n), f32(o.alpha)}, r.grid(ceilDiv(o.n, 256)), n.In, []*Tensor{n.Out})
+}
+
+func (o binaryOp) record(r *recorder, n *Node) error {
+	const rank = maxBroadcastRank
+	push := make([]uint32, 1+3*rank)
+	total := numel(o.out)
+	push[0] = uint32(total)
+	off := rank - len(o.out)
+	for i := 0; i < off; i++ {
+		push[1+i] = 1
+	}
+	sa, sb := 1, 1
+	for i := len(o.out) - 1; i >= 0; i-- {
+		push[1+off+i] = uint32(o.out[i])
+		if o.aShape[i] != 1 {
+			push[1+rank+off+i] = uint32(sa)
+		}
+		if o.bShape[i] != 1 {
+			push[1+2*rank+off+i] = uint32(sb)
+		}
+		sa *= o.aShape[i]
+		sb *= o.bShape[i]
+	}
+	return r.dispatch("binary", []uint32{uint32(o.kind)}, push, r.grid(ceilDiv(total, 256)), n.In, []*Tensor{n.Out})
+}
+
+// errNoKernel marks ops whose shader is not written yet; Compile fails with
+// it instead of producing wrong results.
+func errNoKernel(n *Node) error { return fmt.Errorf("no GPU kernel for %s yet", n.Op.Name()) }

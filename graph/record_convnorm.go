@@ -1,0 +1,116 @@
+package graph
+
+import (
+	"fmt"
+	"math"
+)
+
+// GPU recording of conv2d, groupnorm and layernorm.
+
+const (
+	convTile   = 64 // output channels and output pixels per conv2d workgroup (conv2d.comp BM, BN)
+	normGroup  = 256
+	lnGroup    = 128
+	gnMinChunk = 16 * normGroup // elements per groupnorm chunk: 16 per thread
+	gnMaxParts = normGroup      // chunks per group, so merging them stays one pass per thread
+)
+
+func (o conv2dOp) record(r *recorder, n *Node) error {
+	x, w := n.In[0], n.In[1]
+	bias := x // bound but unused when there is no bias (HAS_BIAS=false)
+	if o.bias {
+		bias = n.In[2]
+	}
+	pix := o.ho * o.wo
+	pixTiles, oTiles := ceilDiv(pix, convTile), ceilDiv(o.o, convTile)
+	z := o.n * oTiles
+	if lim := int(r.p.dev.Info().MaxWorkgroupCount[2]); z > 65535 || (lim > 0 && z > lim) {
+		return fmt.Errorf("conv2d: %d images x %d channel tiles exceed the workgroup grid", o.n, oTiles)
+	}
+	if pix > math.MaxUint32/convTile || o.c*o.kh*o.kw > math.MaxInt32 {
+		return fmt.Errorf("conv2d: output %dx%d or patch %dx%dx%d too large", o.ho, o.wo, o.c, o.kh, o.kw)
+	}
+	groups := r.grid(pixTiles)
+	groups[2] = uint32(z)
+	push := []uint32{
+		uint32(o.c), uint32(o.h), uint32(o.w), uint32(o.o), uint32(o.ho), uint32(o.wo),
+		uint32(o.p.StrideH), uint32(o.p.StrideW), uint32(o.p.PadTop), uint32(o.p.PadLeft),
+		uint32(pixTiles), uint32(oTiles),
+	}
+	spec := []uint32{uint32(o.kh), uint32(o.kw), b32(o.bias)}
+	return r.dispatch("conv2d", spec, push, groups, []*Tensor{x, w, bias}, []*Tensor{n.Out})
+}
+
+// gnChunking splits a group of gsize elements into chunks: at least
+// gnMinChunk elements each so a workgroup has real work, and at most
+// gnMaxParts of them so the merge in groupnorm.comp stays cheap even though
+// every chunk's workgroup repeats it.
+func gnChunking(gsize int) (chunk, nChunks int) {
+	chunk = max(gnMinChunk, ceilDiv(gsize, gnMaxParts))
+	chunk = ceilDiv(chunk, normGroup) * normGroup
+	return chunk, ceilDiv(gsize, chunk)
+}
+
+// scratchFloats is the size of the chunk statistics of one groupnorm.
+func (o groupNormOp) scratchFloats() int {
+	_, nChunks := gnChunking(o.c / o.groups * o.hw)
+	return 2 * o.n * o.groups * nChunks
+}
+
+func (o groupNormOp) record(r *recorder, n *Node) error {
+	x, gamma, beta := n.In[0], n.In[1], n.In[2]
+	gsize := o.c / o.groups * o.hw
+	chunk, nChunks := gnChunking(gsize)
+	work := o.n * o.groups * nChunks
+	part, err := r.normScratch(o.scratchFloats())
+	if err != nil {
+		return fmt.Errorf("groupnorm: %w", err)
+	}
+	grid := r.grid(work)
+	push := []uint32{uint32(gsize), uint32(chunk), uint32(nChunks), uint32(work)}
+	if err := r.dispatch("groupnorm_stats", nil, push, grid, []*Tensor{x}, []*Tensor{part}); err != nil {
+		return err
+	}
+	push = append(push, uint32(o.c), uint32(o.hw), f32(o.eps))
+	return r.dispatch("groupnorm", []uint32{b32(o.silu)}, push, grid, []*Tensor{x, gamma, beta, part}, []*Tensor{n.Out})
+}
+
+func (o layerNormOp) record(r *recorder, n *Node) error {
+	push := []uint32{uint32(o.rows), uint32(o.d), f32(o.eps)}
+	return r.dispatch("layernorm", nil, push, r.grid(o.rows), n.In, []*Tensor{n.Out})
+}
+
+// normScratchID keys the program's groupnorm scratch in Program.locs; graph
+// tensor ids are never negative, so it cannot collide with one.
+const normScratchID = -1
+
+// normScratch returns a tensor outside the graph for groupnorm's chunk
+// statistics. They live only between the two dispatches of one node, so
+// every groupnorm of a program shares one buffer sized for the largest; the
+// recorder's hazard tracking orders the reuse like any other tensor. The
+// buffer is owned by the program (closed, poisoned and counted with it).
+func (r *recorder) normScratch(floats int) (*Tensor, error) {
+	t := &Tensor{id: normScratchID, shape: []int{floats}, kind: Activation, name: "groupnorm scratch"}
+	if l, ok := r.p.locs[normScratchID]; ok && l.len >= int64(floats)*4 {
+		return t, nil
+	}
+	need := floats
+	for _, nd := range r.p.g.Nodes {
+		if gn, ok := nd.Op.(groupNormOp); ok {
+			need = max(need, gn.scratchFloats())
+		}
+	}
+	size := int64(need) * 4
+	if lim := int64(r.p.dev.Info().MaxStorageBufferRange); lim > 0 && size > lim {
+		return nil, fmt.Errorf("scratch of %d bytes exceeds one storage binding (%d)", size, lim)
+	}
+	buf, err := r.p.dev.NewBuffer(size)
+	if err != nil {
+		return nil, fmt.Errorf("allocate %d bytes of scratch: %w", size, err)
+	}
+	r.p.bufs = append(r.p.bufs, buf)
+	r.p.locs[normScratchID] = loc{buf: buf, off: 0, len: size}
+	r.p.stats.ActivationBytes += size
+	r.p.stats.Buffers = len(r.p.bufs)
+	return t, nil
+}

@@ -1,0 +1,32 @@
+#version 450
+// activation: y = f(x) elementwise. f is a specialization constant so each
+// activation compiles to its own branch-free pipeline.
+#include "common.glsl"
+layout(local_size_x = 256) in;
+layout(constant_id = 0) const uint ACT = 0; // 0 silu, 1 gelu(erf), 2 gelu(tanh), 3 quick_gelu, 4 leaky_relu, 5 scale
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) writeonly buffer Y { float y[]; };
+layout(push_constant) uniform P { uint n; float alpha; } p;
+
+float sigmoid_(float v) { return 1.0 / (1.0 + exp(-v)); }
+
+float tanh_(float v) {
+    // tanh() of large arguments returns NaN on some drivers (exp overflow).
+    float c = clamp(v, -15.0, 15.0);
+    float e = exp(2.0 * c);
+    return (e - 1.0) / (e + 1.0);
+}
+
+void main() {
+    uint i = linearGroup() * 256 + gl_LocalInvocationID.x;
+    if (i >= p.n) return;
+    float v = x[i];
+    float r;
+    if (ACT == 0) r = v * sigmoid_(v);
+    else if (ACT == 1) r = gelu_(v);
+    else if (ACT == 2) r = 0.5 * v * (1.0 + tanh_(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+    else if (ACT == 3) r = v * sigmoid_(1.702 * v);
+    else if (ACT == 4) r = v >= 0.0 ? v : p.alpha * v;
+    else r = v * p.alpha;
+    y[i] = r;
+}

@@ -1,0 +1,29 @@
+#version 450
+// binary: out = a (op) b with numpy broadcasting up to rank 6. Broadcast
+// dimensions have stride 0, so one index computation serves every case.
+#include "common.glsl"
+layout(local_size_x = 256) in;
+layout(constant_id = 0) const uint OP = 0; // 0 add, 1 mul, 2 sub
+layout(std430, binding = 0) readonly buffer A { float a[]; };
+layout(std430, binding = 1) readonly buffer B { float b[]; };
+layout(std430, binding = 2) writeonly buffer O { float o[]; };
+layout(push_constant) uniform P {
+    uint n;
+    uint dims[6];    // output shape, right-aligned, leading 1s
+    uint sa[6];      // element strides of a per output dim (0 = broadcast)
+    uint sb[6];
+} p;
+
+void main() {
+    uint i = linearGroup() * 256 + gl_LocalInvocationID.x;
+    if (i >= p.n) return;
+    uint rem = i, ia = 0, ib = 0;
+    for (int d = 5; d >= 0; d--) {
+        uint c = rem % p.dims[d];
+        rem /= p.dims[d];
+        ia += c * p.sa[d];
+        ib += c * p.sb[d];
+    }
+    float x = a[ia], y = b[ib];
+    o[i] = OP == 0 ? x + y : (OP == 1 ? x * y : x - y);
+}

@@ -1,0 +1,41 @@
+#version 450
+// groupnorm_stats: first half of groupnorm. A group of channels is
+// contiguous in NCHW and can hold millions of elements (VAE at 512x512), so
+// it is split into chunks and each workgroup reduces one chunk to its mean
+// and M2: Welford per invocation, then Chan's merge across the workgroup.
+// groupnorm.comp merges the chunks of a group the same way.
+#include "common.glsl"
+layout(local_size_x = 256) in;
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) writeonly buffer Part { float part[]; }; // [nWork][2]: mean, M2
+layout(push_constant) uniform P {
+    uint gsize;   // elements per group
+    uint chunk;   // elements per chunk (the last chunk of a group may be short)
+    uint nChunks; // chunks per group
+    uint nWork;   // groups * nChunks over the whole batch
+} p;
+
+#include "groupnorm_stats.glsl"
+
+void main() {
+    uint wg = linearGroup();
+    if (wg >= p.nWork) return; // whole workgroup: the grid may overshoot
+    uint grp = wg / p.nChunks, ck = wg % p.nChunks;
+    uint first = ck * p.chunk;
+    uint cnt = min(p.chunk, p.gsize - first);
+    uint base = grp * p.gsize + first;
+
+    float n = 0.0, mean = 0.0, m2 = 0.0;
+    for (uint i = gl_LocalInvocationID.x; i < cnt; i += 256) {
+        float v = x[base + i];
+        n += 1.0;
+        float d = v - mean;
+        mean += d / n;
+        m2 += d * (v - mean);
+    }
+    mergeGroup(n, mean, m2);
+    if (gl_LocalInvocationID.x == 0) {
+        part[2 * wg] = mean;
+        part[2 * wg + 1] = m2;
+    }
+}

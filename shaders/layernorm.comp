@@ -1,0 +1,65 @@
+#version 450
+// layernorm: one row per workgroup, normalised over its last dimension with
+// affine gamma/beta. Two passes (mean, then the squared deviations from it)
+// so rows with a large mean keep their variance; the row is kept in shared
+// memory up to CACHE elements so the passes after the first do not reread
+// global memory. Each thread only rereads the cache slots it wrote itself,
+// so the cache needs no barrier.
+#include "common.glsl"
+layout(local_size_x = 128) in;
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer Gamma { float gamma[]; };
+layout(std430, binding = 2) readonly buffer Beta { float beta[]; };
+layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+layout(push_constant) uniform P { uint rows, d; float eps; } p;
+
+const uint WG = 128, CACHE = 4096;
+shared float row[CACHE];
+shared float red[WG];
+shared float part[16];
+
+// Two-level sum: 16 invocations add 16 values each, then every invocation
+// adds those 16 in the same order. Two barriers instead of a log2(WG)-step
+// tree (barriers dominate on CPU drivers). The next call writes red before
+// its first barrier, which every invocation passes only after reading
+// part here, so no trailing barrier is needed.
+float reduceSum(float v) {
+    uint t = gl_LocalInvocationID.x;
+    red[t] = v;
+    barrier();
+    if (t < 16) {
+        float s = 0.0;
+        for (uint i = t; i < WG; i += 16) s += red[i];
+        part[t] = s;
+    }
+    barrier();
+    float r = 0.0;
+    for (uint i = 0; i < 16; i++) r += part[i];
+    return r;
+}
+
+float at(uint base, uint i) { return i < CACHE ? row[i] : x[base + i]; }
+
+void main() {
+    uint r = linearGroup();
+    if (r >= p.rows) return; // whole workgroup: the grid may overshoot
+    uint t = gl_LocalInvocationID.x;
+    uint base = r * p.d;
+
+    float s = 0.0;
+    for (uint i = t; i < p.d; i += WG) {
+        float v = x[base + i];
+        if (i < CACHE) row[i] = v;
+        s += v;
+    }
+    float mean = reduceSum(s) / float(p.d);
+    float q = 0.0;
+    for (uint i = t; i < p.d; i += WG) {
+        float dv = at(base, i) - mean;
+        q += dv * dv;
+    }
+    float rstd = 1.0 / sqrt(reduceSum(q) / float(p.d) + p.eps);
+    for (uint i = t; i < p.d; i += WG) {
+        y[base + i] = (at(base, i) - mean) * rstd * gamma[i] + beta[i];
+    }
+}

@@ -3,6 +3,7 @@ package graph
 import (
 	"fmt"
 	"math"
+	"os"
 )
 
 // Workgroup sizes of shaders/attention.comp and shaders/softmax.comp (their
@@ -40,7 +41,11 @@ func (o attentionOp) record(r *recorder, n *Node) error {
 		uint32(qblocks), uint32(groups), b32(o.causal),
 		f32(o.scale * math.Log2E),
 	}
-	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(lanes)}
+	sg := 0
+	if lanes == 1 && os.Getenv("ATTN_SG") != "" {
+		sg = r.p.dev.Info().SubgroupSize
+	}
+	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(lanes), uint32(sg)}
 	return r.dispatch("attention", spec, push, r.grid(groups), n.In, []*Tensor{n.Out})
 }
 

@@ -19,7 +19,7 @@ func TestZZTmpAttnTiming(t *testing.T) {
 		attentionCase(s).build(bl)
 	}
 	g, _ := bl.Build()
-	p, err := Compile(testDev, g, nil, Options{})
+	p, err := Compile(device(t), g, nil, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

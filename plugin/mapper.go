@@ -152,7 +152,8 @@ func layerNormLeaky(x []float64, g, b []float32, eps, slope float64) {
 // short or a count is not positive.
 func AnchorInit(w []float32, numW, anchors, layers int) []float32 {
 	if numW < 1 || anchors < 1 || layers < 1 || len(w) < 2*numW ||
-		numW > maxNumW || anchors > maxAnchors || layers > maxLayers {
+		numW > maxNumW || anchors > maxAnchors || layers > maxLayers ||
+		anchors*layers*2*numW > maxTensorElems {
 		return nil
 	}
 	step := 1000 / anchors

@@ -195,7 +195,7 @@ func fromWire(w *wireConcept) (*Concept, error) {
 				return nil, invalid("mapper tensor %s is missing", nt.Name)
 			}
 			if t.Base == baseAnchor && anchor == nil {
-				if err := c.checkStructureForAnchor(); err != nil {
+				if err := c.checkStructureForAnchor(t); err != nil {
 					return nil, err
 				}
 				anchor = AnchorInit(c.Fourier.W, c.Fourier.NumW, c.Arch.Anchors, c.Arch.Layers)
@@ -227,15 +227,20 @@ func fromWire(w *wireConcept) (*Concept, error) {
 	return c, nil
 }
 
-// checkStructureForAnchor checks the numbers AnchorInit depends on before a
-// hostile file makes it compute a huge table.
-func (c *Concept) checkStructureForAnchor() error {
+// checkStructureForAnchor checks, before AnchorInit builds its table, that
+// the numbers it depends on agree with each other and with the stored tensor
+// t, whose bytes are in the file: a hostile header cannot ask for a table
+// larger than the file justifies.
+func (c *Concept) checkStructureForAnchor(t *wireTensor) error {
 	a := c.Arch
 	if c.Fourier.NumW < 1 || c.Fourier.NumW > maxNumW || len(c.Fourier.W) != 2*c.Fourier.NumW {
 		return invalid("anchor-based input layer needs a valid Fourier matrix (num_w %d, %d values)", c.Fourier.NumW, len(c.Fourier.W))
 	}
 	if a.Anchors < 1 || a.Anchors > maxAnchors || a.Layers < 1 || a.Layers > maxLayers || a.InputWidth != a.Anchors*a.Layers {
 		return invalid("anchors %d / layers %d / input width %d are inconsistent", a.Anchors, a.Layers, a.InputWidth)
+	}
+	if !equalShape(t.Shape, []int{a.InputWidth, 2 * c.Fourier.NumW}) || len(t.Data) != 2*a.InputWidth*2*c.Fourier.NumW {
+		return invalid("anchor-based tensor %q has shape %v and %d bytes, want [%d %d]", t.Name, t.Shape, len(t.Data), a.InputWidth, 2*c.Fourier.NumW)
 	}
 	return nil
 }

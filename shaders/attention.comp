@@ -14,14 +14,16 @@
 // Scores are kept in the log2 domain (q pre-scaled by scale*log2(e)) so the
 // exponentials are exp2. Masked and out-of-range keys are skipped
 // explicitly, never through infinities.
+#extension GL_KHR_shader_subgroup_ballot : require
 #include "common.glsl"
 layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint DH = 40;   // q/k head dim
 layout(constant_id = 1) const uint DHV = 40;  // v head dim
 layout(constant_id = 2) const uint LANES = 1; // threads per query: 1, 2 or 4
+layout(constant_id = 3) const uint SG = 0;     // subgroup size for broadcast reads (LANES 1), 0: off
 const uint WG = 128;
 const uint BQ = WG / LANES;
-const uint BK = 32;
+const uint BK = 16;
 const uint DH4 = (DH + 3) / 4;    // head dims in vec4s, zero padded
 const uint DHV4 = (DHV + 3) / 4;
 const uint DQ = (DH4 + LANES - 1) / LANES;  // q vec4s per thread
@@ -91,42 +93,68 @@ void main() {
         }
         barrier();
 
+        uint jn = min(kend - j0, BK); // keys of this block that exist
         float s[BK];
-        for (uint jj = 0; jj < BK; jj++) {
+        for (uint jj = 0; jj < jn; jj++) {
             float sum = 0.0;
-            for (uint e = 0; e < DQ; e++) {
-                uint c = lane + LANES * e;
-                if (c < DH4) sum += dot(qr[e], Ks[jj * DH4 + c]);
+            if (SG > 0) {
+                // Each lane reads a different chunk of key jj and the
+                // subgroup shares them: one shared load per SG chunks.
+                vec4 kv;
+                for (uint e = 0; e < DH4; e++) {
+                    if (e % SG == 0) {
+                        uint c = e + gl_SubgroupInvocationID;
+                        kv = c < DH4 ? Ks[jj * DH4 + c] : vec4(0.0);
+                    }
+                    sum += dot(qr[e], subgroupBroadcast(kv, e % SG));
+                }
+            } else {
+                for (uint e = 0; e < DQ; e++) {
+                    uint c = lane + LANES * e;
+                    if (c < DH4) sum += dot(qr[e], Ks[jj * DH4 + c]);
+                }
             }
             s[jj] = sum;
         }
         if (LANES > 1) {
-            for (uint jj = 0; jj < BK; jj++) part[tid * (BK + 1) + jj] = s[jj];
+            for (uint jj = 0; jj < jn; jj++) part[tid * (BK + 1) + jj] = s[jj];
             barrier();
-            for (uint jj = 0; jj < BK; jj++) {
+            for (uint jj = 0; jj < jn; jj++) {
                 float t = 0.0;
                 for (uint r = 0; r < LANES; r++) t += part[(ql * LANES + r) * (BK + 1) + jj];
                 s[jj] = t;
             }
         }
 
-        uint jlim = min(kend - j0, BK); // keys of this block that exist
+        uint jlim = jn; // keys this query sees
         if (p.causal != 0) jlim = i >= j0 ? min(jlim, i - j0 + 1) : 0;
         float bm = NEG;
-        for (uint jj = 0; jj < BK; jj++) {
+        for (uint jj = 0; jj < jn; jj++) {
             if (jj < jlim) bm = max(bm, s[jj]);
         }
         float mn = max(m, bm);
         float alpha = exp2(m - mn);
         l *= alpha;
         for (uint e = 0; e < DV; e++) acc[e] *= alpha;
-        for (uint jj = 0; jj < BK; jj++) {
-            if (jj >= jlim) break;
-            float pj = exp2(s[jj] - mn);
+        for (uint jj = 0; jj < jn; jj++) {
+            // Masked keys weigh 0 rather than ending the loop early, which
+            // keeps the subgroup together for the broadcasts below.
+            float pj = jj < jlim ? exp2(s[jj] - mn) : 0.0;
             l += pj;
-            for (uint e = 0; e < DV; e++) {
-                uint c = lane + LANES * e;
-                if (c < DHV4) acc[e] += pj * Vs[jj * DHV4 + c];
+            if (SG > 0) {
+                vec4 vv;
+                for (uint e = 0; e < DHV4; e++) {
+                    if (e % SG == 0) {
+                        uint c = e + gl_SubgroupInvocationID;
+                        vv = c < DHV4 ? Vs[jj * DHV4 + c] : vec4(0.0);
+                    }
+                    acc[e] += pj * subgroupBroadcast(vv, e % SG);
+                }
+            } else {
+                for (uint e = 0; e < DV; e++) {
+                    uint c = lane + LANES * e;
+                    if (c < DHV4) acc[e] += pj * Vs[jj * DHV4 + c];
+                }
             }
         }
         m = mn;

@@ -38,3 +38,13 @@ float gelu_(float v) {
     float c = erfcpos_(abs(z));
     return v >= 0.0 ? 0.5 * v * (2.0 - c) : 0.5 * v * c;
 }
+
+// Reduce x to [-pi, pi] with a 3-part 2*pi so the reduction error stays
+// far below fp32 resolution for |x| < 1e5.
+float reduce2pi(float x) {
+    const float C1 = 6.28125;                  // exact in 9 bits
+    const float C2 = 1.9353071795864769e-3;    // 2pi - C1, high part
+    const float C3 = 2.5039e-13;               // residual (rough)
+    float k = floor(x / 6.283185307179586 + 0.5);
+    return ((x - k * C1) - k * C2) - k * C3;
+}

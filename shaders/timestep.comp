@@ -2,23 +2,13 @@
 // timestep: diffusers' sinusoidal timestep embedding. freq_i =
 // exp(-ln(10000) * i / (half - shift)) in fp32 like torch, arg = t * freq_i,
 // out = [sin, cos] or [cos, sin] (flip_sin_to_cos), zero pad for odd dim.
-// The argument reaches ~1000 rad: sin/cos get an explicit Cody-Waite range
-// reduction because drivers' sin() loses accuracy on large arguments.
+// The argument reaches ~1000 rad: sin/cos get an explicit range reduction
+// (reduce2pi in common.glsl) because drivers' sin() loses accuracy there.
 #include "common.glsl"
 layout(local_size_x = 256) in;
 layout(std430, binding = 0) readonly buffer T { float t[]; };
 layout(std430, binding = 1) writeonly buffer O { float o[]; };
 layout(push_constant) uniform P { uint total, dim, flip; float shift; } p;
-
-// Reduce x to [-pi, pi] with a 3-part 2*pi so the reduction error stays
-// far below fp32 resolution for |x| < 1e5.
-float reduce2pi(float x) {
-    const float C1 = 6.28125;                  // exact in 9 bits
-    const float C2 = 1.9353071795864769e-3;    // 2pi - C1, high part
-    const float C3 = 2.5039e-13;               // residual (rough)
-    float k = floor(x / 6.283185307179586 + 0.5);
-    return ((x - k * C1) - k * C2) - k * C3;
-}
 
 void main() {
     uint i = linearGroup() * 256 + gl_LocalInvocationID.x;

@@ -72,7 +72,10 @@ func newAttnLayout[T any](q, k, v []T, batch, nq, nk, heads, dHead, dHeadV int, 
 	l := attnLayout{batch, nq, nk, heads, dHead, dHeadV, causal}
 	ok := sized(q, batch, nq, heads, dHead) && sized(k, batch, nk, heads, dHead) &&
 		sized(v, batch, nk, heads, dHeadV)
-	if _, o := numel(batch, nq, heads, dHeadV); !o {
+	if _, o := outLen(batch, nq, heads, dHeadV); !o {
+		ok = false
+	}
+	if _, o := outLen(batch, heads, nq, nk); !o { // the scores, never stored
 		ok = false
 	}
 	return l, ok

@@ -22,6 +22,18 @@ func numel(dims ...int) (int, bool) {
 	return p, true
 }
 
+// maxElems bounds every output, and the number of attention scores: these
+// are references for tests, so a mistaken dimension (a huge pad, k = 0 with
+// a huge m·n) is refused instead of exhausting memory or time. 2^30 float32
+// values are 4 GiB, far above any model these tests run.
+const maxElems = 1 << 30
+
+// outLen is numel for a result that will be allocated or iterated over.
+func outLen(dims ...int) (int, bool) {
+	n, ok := numel(dims...)
+	return n, ok && n <= maxElems
+}
+
 // sized reports whether x holds exactly the product of dims elements.
 func sized[T any](x []T, dims ...int) bool {
 	n, ok := numel(dims...)

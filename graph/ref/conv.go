@@ -50,10 +50,13 @@ func convCheck[T any](n, c, h, w int, wt []T, o, kh, kw int, p Conv2dParams) (ho
 	if !ok || !sized(wt, o, c, kh, kw) {
 		return 0, 0, false
 	}
-	if _, ok := numel(n, o, ho, wo); !ok {
+	if _, ok := outLen(n, o, ho, wo); !ok {
 		return 0, 0, false
 	}
-	if _, ok := numel(n, c, h, w); !ok {
+	if _, ok := outLen(ho, wo); !ok { // sized even when n·o is 0
+		return 0, 0, false
+	}
+	if _, ok := outLen(n, c, h, w); !ok {
 		return 0, 0, false
 	}
 	return ho, wo, true
@@ -92,9 +95,20 @@ func conv2d[T float](x []T, n, c, h, w int, wt []T, o, kh, kw int, bias []T, p C
 							if iy < 0 || iy >= h {
 								continue
 							}
-							row, arow := plane[iy*w:], acc[oy*wo:]
-							for ox := g.oxLo[kx]; ox < g.oxHi[kx]; ox++ {
-								arow[ox] += wv * float64(row[ox*p.StrideW-p.PadLeft+kx])
+							lo, hi := g.oxLo[kx], g.oxHi[kx]
+							if lo >= hi {
+								continue
+							}
+							row, arow := plane[iy*w:], acc[oy*wo+lo:oy*wo+hi]
+							if p.StrideW == 1 { // the common case: contiguous, bounds-check free
+								src := row[lo-p.PadLeft+kx:][:len(arow)]
+								for i, v := range src {
+									arow[i] += wv * float64(v)
+								}
+								continue
+							}
+							for i := range arow {
+								arow[i] += wv * float64(row[(lo+i)*p.StrideW-p.PadLeft+kx])
 							}
 						}
 					}
@@ -136,9 +150,13 @@ func conv2dBackwardInput[T float](dy []T, n, c, h, w int, wt []T, o, kh, kw int,
 							if iy < 0 || iy >= h {
 								continue
 							}
-							row, drow := plane[iy*w:], dplane[oy*wo:]
-							for ox := g.oxLo[kx]; ox < g.oxHi[kx]; ox++ {
-								row[ox*p.StrideW-p.PadLeft+kx] += wv * float64(drow[ox])
+							lo, hi := g.oxLo[kx], g.oxHi[kx]
+							if lo >= hi {
+								continue
+							}
+							row, drow := plane[iy*w:], dplane[oy*wo+lo:oy*wo+hi]
+							for i, v := range drow {
+								row[(lo+i)*p.StrideW-p.PadLeft+kx] += wv * float64(v)
 							}
 						}
 					}
@@ -157,7 +175,7 @@ func upsample2x[T float](x []T, n, c, h, w int) []T {
 	if !sized(x, n, c, h, w) {
 		return nil
 	}
-	if _, ok := numel(n, c, 2, h, 2, w); !ok {
+	if _, ok := outLen(n, c, 2, h, 2, w); !ok {
 		return nil
 	}
 	w2 := 2 * w
@@ -201,7 +219,7 @@ func Concat(a, b []float32, n, ca, cb, inner int) []float32 {
 	if !sized(a, n, ca, inner) || !sized(b, n, cb, inner) {
 		return nil
 	}
-	if _, ok := numel(n, ca+cb, inner); !ok || ca+cb < ca {
+	if _, ok := outLen(n, ca+cb, inner); !ok || ca+cb < ca {
 		return nil
 	}
 	sa, sb := ca*inner, cb*inner

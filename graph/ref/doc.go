@@ -19,9 +19,10 @@
 //     are rounded to float32 once, at the end. A reference should be more
 //     accurate than what it judges.
 //   - Bad input never panics: when a buffer's length disagrees with the
-//     dimensions, a dimension is negative, or a parameter is out of range,
-//     the function returns nil (nil, 0, 0 for Conv2d; NaN for MSE). The
-//     caller validates shapes; this package refuses rather than guesses.
+//     dimensions, a dimension is negative, a parameter is out of range, or
+//     a result would exceed 2^30 elements, the function returns nil (nil,
+//     0, 0 for Conv2d; NaN for MSE). The caller validates shapes; this
+//     package refuses rather than guesses.
 //   - Backward functions return input gradients for an upstream gradient dy,
 //     and weight gradients only where the NeTI mapper (the one trained
 //     network) needs them.

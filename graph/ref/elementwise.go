@@ -26,7 +26,7 @@ func broadcastShape(a, b []int) ([]int, bool) {
 			return nil, false
 		}
 	}
-	if _, ok := numel(out...); !ok {
+	if _, ok := outLen(out...); !ok {
 		return nil, false
 	}
 	return out, true
@@ -114,7 +114,7 @@ func reduce(x []float32, outer, axis, inner int, f float64) []float32 {
 	if !sized(x, outer, axis, inner) {
 		return nil
 	}
-	if _, ok := numel(outer, inner); !ok {
+	if _, ok := outLen(outer, inner); !ok {
 		return nil
 	}
 	acc := make([]float64, outer*inner)
@@ -223,7 +223,7 @@ func Embedding(table []float32, vocab, d int, ids []int32) []float32 {
 	if !sized(table, vocab, d) {
 		return nil
 	}
-	if _, ok := numel(len(ids), d); !ok {
+	if _, ok := outLen(len(ids), d); !ok {
 		return nil
 	}
 	out := make([]float32, 0, len(ids)*d)

@@ -3,13 +3,13 @@ package ref
 // mmLayout holds the index arithmetic of one batched MatMul so the forward
 // and backward passes cannot disagree about layouts.
 type mmLayout struct {
-	batch, m, n, k int
+	m, n, k        int
 	transA, transB bool
 	aBatch, bBatch int // elements per batch item (bBatch is 0 when b is broadcast)
 }
 
 func newMMLayout[T any](a, b []T, batch, m, n, k int, transA, transB, broadcastB bool) (mmLayout, bool) {
-	l := mmLayout{batch: batch, m: m, n: n, k: k, transA: transA, transB: transB}
+	l := mmLayout{m: m, n: n, k: k, transA: transA, transB: transB}
 	bb := batch
 	if broadcastB {
 		bb = 1
@@ -17,7 +17,7 @@ func newMMLayout[T any](a, b []T, batch, m, n, k int, transA, transB, broadcastB
 	if !sized(a, batch, m, k) || !sized(b, bb, k, n) {
 		return l, false
 	}
-	if _, ok := numel(batch, m, n); !ok {
+	if _, ok := outLen(batch, m, n); !ok {
 		return l, false
 	}
 	l.aBatch = m * k
@@ -57,14 +57,28 @@ func matMul[T float](a, b []T, batch, m, n, k int, transA, transB, broadcastB bo
 	}
 	out := make([]T, batch*m*n)
 	acc := make([]float64, n)
+	arow := make([]float64, k)
 	for bt := 0; bt < batch; bt++ {
 		ab, bb := a[bt*l.aBatch:], b[bt*l.bBatch:]
 		for i := 0; i < m; i++ {
-			clear(acc)
-			for p := 0; p < k; p++ {
-				av := float64(ab[l.ai(i, p)])
-				for j := 0; j < n; j++ {
-					acc[j] += av * float64(bb[l.bi(p, j)])
+			for p := range arow {
+				arow[p] = float64(ab[l.ai(i, p)])
+			}
+			// Both branches walk b contiguously.
+			if transB {
+				for j := range acc {
+					var s float64
+					for p, bv := range bb[j*k : (j+1)*k] {
+						s += arow[p] * float64(bv)
+					}
+					acc[j] = s
+				}
+			} else {
+				clear(acc)
+				for p, av := range arow {
+					for j, bv := range bb[p*n : (p+1)*n] {
+						acc[j] += av * float64(bv)
+					}
 				}
 			}
 			row := out[(bt*m+i)*n:]
@@ -120,7 +134,7 @@ func linear[T float](x []T, rows, in int, w []T, out int, bias []T) []T {
 	if !sized(x, rows, in) || !sized(w, out, in) || !optSized(bias, out) {
 		return nil
 	}
-	if _, ok := numel(rows, out); !ok {
+	if _, ok := outLen(rows, out); !ok {
 		return nil
 	}
 	y := make([]T, rows*out)

@@ -3,6 +3,8 @@ package graph
 import (
 	"strings"
 	"testing"
+
+	"github.com/neti-project/neti/vk"
 )
 
 type attnShape struct {
@@ -104,16 +106,28 @@ func TestAttentionShapeErrors(t *testing.T) {
 	}
 }
 
-// TestAttnLanes checks the lane choice against the shader's limits for
-// every head dim the builder accepts: each thread holds at most 64 elements
-// of q and of the output, and the lanes tile the workgroup.
-func TestAttnLanes(t *testing.T) {
-	for dh := 1; dh <= maxHeadDim; dh++ {
-		for _, dhv := range []int{1, dh, maxHeadDim + 1 - dh} {
-			l := attnLanes(dh, dhv)
-			if ceilDiv(max(dh, dhv), l) > 64 || attnWorkgroup%l != 0 || l > 4 {
-				t.Fatalf("attnLanes(%d, %d) = %d", dh, dhv, l)
+// TestAttnConfig checks the thread layouts picked for every head dim the
+// builder accepts against the shader's limits, on a GPU and on a CPU device
+// with lavapipe's limits (32 KiB of shared memory).
+func TestAttnConfig(t *testing.T) {
+	for _, typ := range []string{"discrete", "cpu"} {
+		info := vk.DeviceInfo{Type: typ, MaxSharedMemory: 32768, MaxWorkgroupInvocations: 1024, MaxWorkgroupSize: [3]uint32{1024, 1024, 64}}
+		for dh := 1; dh <= maxHeadDim; dh++ {
+			for _, dhv := range []int{1, dh, maxHeadDim + 1 - dh} {
+				c := attnConfigFor(dh, dhv, info)
+				if !c.valid(dh, dhv, info) {
+					t.Fatalf("%s: attnConfigFor(%d, %d) = %+v is not valid", typ, dh, dhv, c)
+				}
+				// A GPU thread holds at most 16 vec4 chunks of q and of
+				// the output per query.
+				if typ != "cpu" && ceilDiv(ceilDiv(max(dh, dhv), 4), c.lanes)*c.rq > 16 {
+					t.Fatalf("%s: attnConfigFor(%d, %d) = %+v gives a thread too much of the head", typ, dh, dhv, c)
+				}
 			}
 		}
+	}
+	small := vk.DeviceInfo{MaxSharedMemory: 16384}
+	if (attnConfig{wg: 128, lanes: 4, rq: 1}).valid(160, 160, small) {
+		t.Error("a layout needing more shared memory than the device has was accepted")
 	}
 }

@@ -58,22 +58,6 @@ func TestConv2d(t *testing.T) {
 	}
 }
 
-// TestConv2dLargeGrid covers output-pixel tiles beyond one grid dimension
-// (65535 workgroups), which the recorder folds into x and y.
-func TestConv2dLargeGrid(t *testing.T) {
-	if testing.Short() {
-		t.Skip("large grid: skipped in -short")
-	}
-	runOpCase(t, opCase{
-		name: "conv2d_large_grid",
-		build: func(b *Builder) {
-			x := b.Input("x", 1, 1, 2049, 2050)
-			w := b.Input("w", 2, 1, 1, 1)
-			b.Output("y", b.Conv2d(x, w, b.Input("bias", 2), Pad(1, 0)))
-		},
-	})
-}
-
 // TestConv2dChain runs two convolutions back to back, so the second reads
 // what the first wrote (barrier placement and memory reuse).
 func TestConv2dChain(t *testing.T) {

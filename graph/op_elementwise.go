@@ -2,6 +2,7 @@ package graph
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/neti-project/neti/graph/ref"
 )
@@ -18,10 +19,20 @@ const (
 	ActQuickGELU
 	ActLeakyReLU
 	ActScale // x * alpha, no nonlinearity
+	ActSqrt
+	ActRsqrt
+	ActExp
+	// Derivatives f'(x) of the activations above, for the backward pass.
+	ActSiLUGrad
+	ActGELUGrad
+	ActGELUTanhGrad
+	ActQuickGELUGrad
+	ActLeakyReLUGrad
 )
 
 func (a Act) String() string {
-	return [...]string{"silu", "gelu", "gelu_tanh", "quick_gelu", "leaky_relu", "scale"}[a]
+	return [...]string{"silu", "gelu", "gelu_tanh", "quick_gelu", "leaky_relu", "scale", "sqrt", "rsqrt", "exp",
+		"silu'", "gelu'", "gelu_tanh'", "quick_gelu'", "leaky_relu'"}[a]
 }
 
 type activationOp struct {
@@ -59,6 +70,19 @@ func (b *Builder) LeakyReLU(x *Tensor, slope float32) *Tensor {
 // Scale multiplies every element by s.
 func (b *Builder) Scale(x *Tensor, s float32) *Tensor { return b.activation(x, ActScale, s) }
 
+// Sqrt is the elementwise square root.
+func (b *Builder) Sqrt(x *Tensor) *Tensor { return b.activation(x, ActSqrt, 0) }
+
+// Rsqrt is 1/sqrt(x) elementwise.
+func (b *Builder) Rsqrt(x *Tensor) *Tensor { return b.activation(x, ActRsqrt, 0) }
+
+// Exp is the elementwise exponential.
+func (b *Builder) Exp(x *Tensor) *Tensor { return b.activation(x, ActExp, 0) }
+
+// Apply applies activation a (with its parameter alpha) elementwise; the
+// backward pass uses it for the derivative modes.
+func (b *Builder) Apply(x *Tensor, a Act, alpha float32) *Tensor { return b.activation(x, a, alpha) }
+
 func (o activationOp) eval(n *Node, in [][]float32) ([]float32, error) {
 	x := in[0]
 	switch o.act {
@@ -74,6 +98,18 @@ func (o activationOp) eval(n *Node, in [][]float32) ([]float32, error) {
 		return ref.LeakyReLU(x, o.alpha), nil
 	case ActScale:
 		return ref.Scale(x, o.alpha), nil
+	case ActLeakyReLUGrad:
+		return ref.LeakyReLUBackward(x, ones(len(x)), o.alpha), nil
+	}
+	if f, ok := scalarActs[o.act]; ok {
+		out := make([]float32, len(x))
+		for i, v := range x {
+			out[i] = float32(f(float64(v)))
+		}
+		return out, nil
+	}
+	if f, ok := gradActs[o.act]; ok {
+		return f(x, ones(len(x))), nil
 	}
 	return nil, fmt.Errorf("unknown activation %d", o.act)
 }
@@ -86,6 +122,7 @@ const (
 	BinAdd BinaryKind = iota
 	BinMul
 	BinSub
+	BinDiv
 )
 
 type binaryOp struct {
@@ -147,6 +184,9 @@ func (b *Builder) Mul(x, y *Tensor) *Tensor { return b.binary(BinMul, x, y) }
 // Sub is x - y with numpy broadcasting.
 func (b *Builder) Sub(x, y *Tensor) *Tensor { return b.binary(BinSub, x, y) }
 
+// Div is x / y with numpy broadcasting.
+func (b *Builder) Div(x, y *Tensor) *Tensor { return b.binary(BinDiv, x, y) }
+
 func (o binaryOp) eval(n *Node, in [][]float32) ([]float32, error) {
 	switch o.kind {
 	case BinAdd:
@@ -158,6 +198,13 @@ func (o binaryOp) eval(n *Node, in [][]float32) ([]float32, error) {
 	case BinSub:
 		neg := ref.Scale(in[1], -1)
 		y, _ := ref.Add(in[0], o.aShape, neg, o.bShape)
+		return y, nil
+	case BinDiv:
+		inv := make([]float32, len(in[1]))
+		for i, v := range in[1] {
+			inv[i] = float32(1 / float64(v))
+		}
+		y, _ := ref.Mul(in[0], o.aShape, inv, o.bShape)
 		return y, nil
 	}
 	return nil, fmt.Errorf("unknown binary op %d", o.kind)
@@ -200,4 +247,27 @@ func (b *Builder) Softmax(x *Tensor) *Tensor {
 
 func (o softmaxOp) eval(n *Node, in [][]float32) ([]float32, error) {
 	return ref.Softmax(in[0], o.rows, o.d), nil
+}
+
+func ones(n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = 1
+	}
+	return v
+}
+
+// scalarActs are the activations without a graph/ref function of their own.
+var scalarActs = map[Act]func(float64) float64{
+	ActSqrt:  math.Sqrt,
+	ActRsqrt: func(v float64) float64 { return 1 / math.Sqrt(v) },
+	ActExp:   math.Exp,
+}
+
+// gradActs evaluate f'(x) through the ref backward functions with dy = 1.
+var gradActs = map[Act]func(x, dy []float32) []float32{
+	ActSiLUGrad:      ref.SiLUBackward,
+	ActGELUGrad:      ref.GELUBackward,
+	ActGELUTanhGrad:  ref.GELUTanhBackward,
+	ActQuickGELUGrad: ref.QuickGELUBackward,
 }

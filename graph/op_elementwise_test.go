@@ -16,6 +16,14 @@ func TestActivation(t *testing.T) {
 		{"quick_gelu", func(b *Builder, x *Tensor) *Tensor { return b.QuickGELU(x) }},
 		{"leaky_relu", func(b *Builder, x *Tensor) *Tensor { return b.LeakyReLU(x, 0.01) }},
 		{"scale", func(b *Builder, x *Tensor) *Tensor { return b.Scale(x, -0.37) }},
+		{"exp", func(b *Builder, x *Tensor) *Tensor { return b.Exp(b.Scale(x, 0.3)) }},
+		{"sqrt", func(b *Builder, x *Tensor) *Tensor { return b.Sqrt(b.Mul(x, x)) }},
+		{"rsqrt", func(b *Builder, x *Tensor) *Tensor { return b.Rsqrt(b.Exp(x)) }},
+		{"silu_grad", func(b *Builder, x *Tensor) *Tensor { return b.Apply(x, ActSiLUGrad, 0) }},
+		{"gelu_grad", func(b *Builder, x *Tensor) *Tensor { return b.Apply(x, ActGELUGrad, 0) }},
+		{"gelu_tanh_grad", func(b *Builder, x *Tensor) *Tensor { return b.Apply(x, ActGELUTanhGrad, 0) }},
+		{"quick_gelu_grad", func(b *Builder, x *Tensor) *Tensor { return b.Apply(x, ActQuickGELUGrad, 0) }},
+		{"leaky_relu_grad", func(b *Builder, x *Tensor) *Tensor { return b.Apply(x, ActLeakyReLUGrad, 0.01) }},
 	}
 	for _, a := range acts {
 		for _, n := range []int{1, 255, 257, 4099} {
@@ -45,6 +53,7 @@ func TestBinary(t *testing.T) {
 		{"add", func(b *Builder, x, y *Tensor) *Tensor { return b.Add(x, y) }},
 		{"mul", func(b *Builder, x, y *Tensor) *Tensor { return b.Mul(x, y) }},
 		{"sub", func(b *Builder, x, y *Tensor) *Tensor { return b.Sub(x, y) }},
+		{"div", func(b *Builder, x, y *Tensor) *Tensor { return b.Div(x, b.Exp(y)) }},
 	}
 	for _, op := range ops {
 		for _, s := range shapes {

@@ -42,8 +42,6 @@ func TestGroupNorm(t *testing.T) {
 		// SD VAE channel layout (32 groups of 128 channels) on a 128x128
 		// plane: 16 chunks per group.
 		{name: "vae_128ch", shape: []int{1, 128, 128, 128}, groups: 32, eps: 1e-6, silu: true},
-		// More than 65535 workgroups: the grid folds into x and y.
-		{name: "large_grid", shape: []int{1, 70001}, groups: 70001, eps: 1e-5},
 	} {
 		s := s
 		t.Run(s.name, func(t *testing.T) {
@@ -108,8 +106,8 @@ func TestGroupNormChunking(t *testing.T) {
 	for _, gsize := range []int{1, 2, 255, 4096, 4097, 7500, 65536, 1 << 20, 1<<20 + 1, 8 << 20, 32<<20 - 3} {
 		chunk, n := gnChunking(gsize)
 		switch {
-		case chunk <= 0 || chunk%normGroup != 0:
-			t.Errorf("gsize %d: chunk %d not a positive multiple of %d", gsize, chunk, normGroup)
+		case chunk <= 0 || chunk%gnGroup != 0:
+			t.Errorf("gsize %d: chunk %d not a positive multiple of %d", gsize, chunk, gnGroup)
 		case n < 1 || n > gnMaxParts:
 			t.Errorf("gsize %d: %d chunks, want 1..%d", gsize, n, gnMaxParts)
 		case (n-1)*chunk >= gsize || n*chunk < gsize:

@@ -4,34 +4,86 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
+
+	"github.com/neti-project/neti/vk"
 )
 
-// Workgroup sizes of shaders/attention.comp and shaders/softmax.comp (their
-// local_size_x); the Go side derives tile counts from them.
-const (
-	attnWorkgroup    = 128
-	softmaxWorkgroup = 128
-	gegluWorkgroup   = 256
-)
+// attnConfig is how shaders/attention.comp spreads a block of queries over
+// a workgroup: wg threads, lanes threads per query, rq queries per thread.
+type attnConfig struct{ wg, lanes, rq int }
 
-// attnLanes is how many threads of shaders/attention.comp share one query:
-// enough that each holds at most 64 elements of q and of the output, which
-// keeps SD's head dim 160 within a GPU's registers while small heads keep
-// the cheaper one-thread-per-query path.
-func attnLanes(dh, dhv int) int {
-	switch d := max(dh, dhv); {
-	case d <= 64:
-		return 1
-	case d <= 128:
-		return 2
-	default:
-		return 4
+// queries is the number of queries one workgroup handles.
+func (c attnConfig) queries() int { return c.wg / c.lanes * c.rq }
+
+// valid reports whether the shader can run c for head dims dh and dhv on a
+// device with the given limits: every per-thread share of a head fits the
+// register budget the shader is written for and shared memory suffices.
+func (c attnConfig) valid(dh, dhv int, info vk.DeviceInfo) bool {
+	if c.wg <= 0 || c.lanes <= 0 || c.rq <= 0 || c.wg%c.lanes != 0 {
+		return false
 	}
+	if lim := int(info.MaxWorkgroupInvocations); lim > 0 && c.wg > lim {
+		return false
+	}
+	if lim := int(info.MaxWorkgroupSize[0]); lim > 0 && c.wg > lim {
+		return false
+	}
+	if lim := int(info.MaxSharedMemory); lim > 0 && c.sharedBytes(dh, dhv) > lim {
+		return false
+	}
+	return true
+}
+
+// sharedBytes mirrors the shared arrays of shaders/attention.comp.
+func (c attnConfig) sharedBytes(dh, dhv int) int {
+	const bk = 16
+	n := bk*16*ceilDiv(dh, 4) + bk*16*ceilDiv(dhv, 4)
+	if c.lanes > 1 {
+		n += 4 * c.wg * c.rq * (bk + 1)
+	} else {
+		n += 4
+	}
+	return n
+}
+
+// attnConfigFor picks the thread layout for a device. GPUs read shared
+// memory at full speed but have few registers per thread: one query per
+// thread, split over 2 or 4 threads past 16 vec4 chunks of head (SD's 80
+// and 160). CPU implementations execute each shared load as a loop over the
+// SIMD lanes and have registers to spare: several queries per thread reuse
+// each load, and a small workgroup keeps short sequences from idling lanes.
+func attnConfigFor(dh, dhv int, info vk.DeviceInfo) attnConfig {
+	if info.Type == "cpu" {
+		return attnConfig{wg: 32, lanes: 1, rq: 4}
+	}
+	c := attnConfig{wg: 128, lanes: 1, rq: 1}
+	switch chunks := ceilDiv(max(dh, dhv), 4); {
+	case chunks > 32:
+		c.lanes = 4
+	case chunks > 16:
+		c.lanes = 2
+	}
+	return c
 }
 
 func (o attentionOp) record(r *recorder, n *Node) error {
-	lanes := attnLanes(o.dh, o.dhv)
-	qblocks := ceilDiv(o.nq, attnWorkgroup/lanes)
+	info := r.p.dev.Info()
+	cfg := attnConfigFor(o.dh, o.dhv, info)
+	if s := os.Getenv("ATTN_CFG"); s != "" {
+		var w, l, q int
+		fmt.Sscan(s, &w, &l, &q)
+		cfg = attnConfig{w, l, q}
+	}
+	_ = strconv.Itoa
+	return o.recordWith(r, n, cfg)
+}
+
+func (o attentionOp) recordWith(r *recorder, n *Node, cfg attnConfig) error {
+	if !cfg.valid(o.dh, o.dhv, r.p.dev.Info()) {
+		return fmt.Errorf("attention: thread layout %+v does not fit head dims %d/%d on this device", cfg, o.dh, o.dhv)
+	}
+	qblocks := ceilDiv(o.nq, cfg.queries())
 	groups := qblocks * o.batch * o.heads
 	if int64(groups) > math.MaxUint32 {
 		return fmt.Errorf("attention: %d workgroups overflow the grid", groups)
@@ -41,11 +93,7 @@ func (o attentionOp) record(r *recorder, n *Node) error {
 		uint32(qblocks), uint32(groups), b32(o.causal),
 		f32(o.scale * math.Log2E),
 	}
-	sg := 0
-	if lanes == 1 && os.Getenv("ATTN_SG") != "" {
-		sg = r.p.dev.Info().SubgroupSize
-	}
-	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(lanes), uint32(sg)}
+	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(cfg.lanes), uint32(cfg.rq), uint32(cfg.wg)}
 	return r.dispatch("attention", spec, push, r.grid(groups), n.In, []*Tensor{n.Out})
 }
 
@@ -58,6 +106,12 @@ func softmaxThreads(d int) int {
 	}
 	return t
 }
+
+// Workgroup sizes of shaders/softmax.comp and shaders/geglu.comp.
+const (
+	softmaxWorkgroup = 128
+	gegluWorkgroup   = 256
+)
 
 func (o softmaxOp) record(r *recorder, n *Node) error {
 	tpr := softmaxThreads(o.d)

@@ -8,11 +8,10 @@ import (
 // GPU recording of conv2d, groupnorm and layernorm.
 
 const (
-	convTile   = 64 // output channels and output pixels per conv2d workgroup (conv2d.comp BM, BN)
-	normGroup  = 256
-	lnGroup    = 128
-	gnMinChunk = 16 * normGroup // elements per groupnorm chunk: 16 per thread
-	gnMaxParts = normGroup      // chunks per group, so merging them stays one pass per thread
+	convTile   = 64           // output channels and output pixels per conv2d workgroup (conv2d.comp BM, BN)
+	gnGroup    = 128          // invocations per groupnorm workgroup (groupnorm_stats.glsl GN_WG)
+	gnMinChunk = 32 * gnGroup // elements per groupnorm chunk, at least
+	gnMaxParts = 256          // chunks per group, at most
 )
 
 func (o conv2dOp) record(r *recorder, n *Node) error {
@@ -47,7 +46,7 @@ func (o conv2dOp) record(r *recorder, n *Node) error {
 // every chunk's workgroup repeats it.
 func gnChunking(gsize int) (chunk, nChunks int) {
 	chunk = max(gnMinChunk, ceilDiv(gsize, gnMaxParts))
-	chunk = ceilDiv(chunk, normGroup) * normGroup
+	chunk = ceilDiv(chunk, gnGroup) * gnGroup
 	return chunk, ceilDiv(gsize, chunk)
 }
 
@@ -77,7 +76,18 @@ func (o groupNormOp) record(r *recorder, n *Node) error {
 
 func (o layerNormOp) record(r *recorder, n *Node) error {
 	push := []uint32{uint32(o.rows), uint32(o.d), f32(o.eps)}
-	return r.dispatch("layernorm", nil, push, r.grid(o.rows), n.In, []*Tensor{n.Out})
+	return r.dispatch("layernorm", []uint32{uint32(lnGroupSize(o.d))}, push, r.grid(o.rows), n.In, []*Tensor{n.Out})
+}
+
+// lnGroupSize is layernorm's workgroup width for rows of d elements: about
+// four elements per invocation, 32 to 256 (layernorm.comp sizes its shared
+// reduction for 256).
+func lnGroupSize(d int) int {
+	wg := 32
+	for wg < 256 && wg*4 < d {
+		wg *= 2
+	}
+	return wg
 }
 
 // normScratchID keys the program's groupnorm scratch in Program.locs; graph

@@ -28,7 +28,8 @@ import (
 // Biases, LayerNorm parameters and W stay float32 (W must be exact: it sets
 // the phase of every feature). The quantised integers are DEFLATEd with the
 // rest of the payload, which brings them near their entropy (about
-// 2 + log2(k) bits each), for roughly 575 KB in all.
+// 2 + log2(k) bits each): about 580 KB for a typically trained SD 1.x
+// mapper.
 //
 // The error is then measured, not assumed: Encode evaluates the full and
 // the quantised mapper at every layer for NeTI's 50 inference timesteps and

@@ -12,9 +12,11 @@
 //	            text-mode transfers, as PNG's signature does)
 //	8      2    format major version, little-endian
 //	10     2    format minor version
-//	12     8    payload length in bytes
-//	20     32   SHA-256 of the payload
-//	52     -    payload: one msgpack map (see wire.go)
+//	12     4    flags: 1 = payload DEFLATEd, 2 = compact (lossy) tensors
+//	16     8    stored payload length
+//	24     8    payload length after inflation (= stored when not DEFLATEd)
+//	32     32   SHA-256 of bytes 0..31 and the stored payload
+//	64     -    payload: one msgpack map (wire.go)
 //
 // The version sits in the fixed header so a reader can refuse a newer major
 // version before it tries to understand the payload. Inside the payload,

@@ -45,14 +45,7 @@ const (
 	maxInflateRatio = 16
 )
 
-// header layout (little-endian):
-//
-//	0  magic [8]
-//	8  major uint16, 10 minor uint16
-//	12 flags uint32
-//	16 stored payload length uint64
-//	24 inflated payload length uint64
-//	32 SHA-256 of bytes 0..31 and the stored payload
+// header is the fixed 64-byte start of a file (layout in the package doc).
 type header struct {
 	version      Version
 	flags        uint32

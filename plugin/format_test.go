@@ -11,7 +11,6 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/neti-project/neti/internal/fixtures"
@@ -147,32 +146,16 @@ func TestRoundTripFull(t *testing.T) {
 	}
 }
 
-var (
-	compactOnce  sync.Once
-	compactFull  *Concept
-	compactBytes []byte
-	compactErr   error
-)
-
-// compactSynthetic encodes the full-size synthetic mapper once for all tests.
-func compactSynthetic(t *testing.T) (*Concept, []byte) {
-	t.Helper()
-	compactOnce.Do(func() {
-		compactFull = withOptimizer(synthMapper(1, 768, 0.02))
-		compactBytes, compactErr = Encode(compactFull, EncodeOptions{Compact: true})
-	})
-	if compactErr != nil {
-		t.Fatal(compactErr)
-	}
-	return compactFull, compactBytes
-}
-
 // TestCompactSD1 is the compact-form promise at the real SD 1.x size:
 // at most 600,000 bytes, and mapper outputs within 1% relative L2 of full
 // precision at NeTI's 50 inference timesteps and at timesteps Encode itself
 // never checked, for all 16 layers.
 func TestCompactSD1(t *testing.T) {
-	full, b := compactSynthetic(t)
+	full := withOptimizer(synthMapper(1, 768, 0.02))
+	b, err := Encode(full, EncodeOptions{Compact: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if n := full.ParamCount(); n != 563616 {
 		t.Fatalf("synthetic mapper has %d values, SD 1.x has 563616", n)
 	}
@@ -196,6 +179,19 @@ func TestCompactSD1(t *testing.T) {
 	t.Logf("largest relative L2 error over %d (t, layer): %.3f%%", len(ref), 100*worst)
 	if worst > compactMaxErr {
 		t.Errorf("compact mapper differs by %.3f%% > 1%%", 100*worst)
+	}
+	// Encode checks untruncated outputs only; nested-dropout truncation
+	// uses a prefix of the same hidden units and must hold up as well.
+	for _, k := range []int{1, 16, 64} {
+		for _, tv := range []float64{999, 500, 20} {
+			for l := 0; l < 16; l++ {
+				a, ab := full.Mapper(tv, float64(l), k)
+				c, cb := got.Mapper(tv, float64(l), k)
+				if e := relErr(append(c, cb...), append(a, ab...)); e > compactMaxErr {
+					t.Errorf("truncation %d, t=%v, layer %d: %.3f%%", k, tv, l, 100*e)
+				}
+			}
+		}
 	}
 	// The public API agrees with the internal evaluation.
 	tok, byp := got.Mapper(617, 5, -1)

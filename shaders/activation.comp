@@ -3,7 +3,10 @@
 // activation compiles to its own branch-free pipeline.
 #include "common.glsl"
 layout(local_size_x = 256) in;
-layout(constant_id = 0) const uint ACT = 0; // 0 silu, 1 gelu(erf), 2 gelu(tanh), 3 quick_gelu, 4 leaky_relu, 5 scale
+// 0 silu, 1 gelu(erf), 2 gelu(tanh), 3 quick_gelu, 4 leaky_relu, 5 scale,
+// 6 sqrt, 7 rsqrt, 8 exp, and the derivatives f'(x) of 0-4 as 9-13 (the
+// backward pass multiplies them by the incoming gradient).
+layout(constant_id = 0) const uint ACT = 0;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) writeonly buffer Y { float y[]; };
 layout(push_constant) uniform P { uint n; float alpha; } p;
@@ -27,6 +30,19 @@ void main() {
     else if (ACT == 2) r = 0.5 * v * (1.0 + tanh_(0.7978845608028654 * (v + 0.044715 * v * v * v)));
     else if (ACT == 3) r = v * sigmoid_(1.702 * v);
     else if (ACT == 4) r = v >= 0.0 ? v : p.alpha * v;
-    else r = v * p.alpha;
+    else if (ACT == 5) r = v * p.alpha;
+    else if (ACT == 6) r = sqrt(v);
+    else if (ACT == 7) r = inversesqrt(v);
+    else if (ACT == 8) r = exp(v);
+    else if (ACT == 9) { float s = sigmoid_(v); r = s * (1.0 + v * (1.0 - s)); }
+    else if (ACT == 10) r = gelu_grad_(v);
+    else if (ACT == 11) {
+        const float k = 0.7978845608028654;
+        float u = k * (v + 0.044715 * v * v * v);
+        float t = tanh_(u);
+        r = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v);
+    }
+    else if (ACT == 12) { float s = sigmoid_(1.702 * v); r = s + 1.702 * v * s * (1.0 - s); }
+    else r = v >= 0.0 ? 1.0 : p.alpha;
     y[i] = r;
 }

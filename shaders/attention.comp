@@ -5,29 +5,36 @@
 // in shared memory, keeping a running max and sum per query (online
 // softmax) so each key block is read once per workgroup.
 //
-// LANES threads share one query and split its head dimension (lane l owns
-// elements l, l+LANES, ...), which bounds the registers per thread at large
-// head dims (SD's 160); their partial q.k dots are summed through shared
-// memory. Head dims are specialization constants so the per-thread arrays
-// and loops have fixed sizes.
+// Two ways to spread a block of queries over threads, both specialization
+// constants picked per device (graph/record_attention.go):
+// - LANES threads share one query and split its head dimension (lane l owns
+//   vec4 chunks l, l+LANES, ...), bounding a GPU thread's registers at SD's
+//   head dim 160; their partial q.k dots are summed through shared memory.
+// - each thread owns RQ queries, so every vec4 it reads from shared memory
+//   feeds RQ dot products. CPU implementations (lavapipe) execute a shared
+//   load as a loop over the SIMD lanes, and this reuse is what makes them
+//   fast; registers there are plentiful.
+// Head dims are specialization constants so per-thread arrays and loops have
+// fixed sizes (and unroll); rows are handled as zero-padded vec4 chunks.
 //
 // Scores are kept in the log2 domain (q pre-scaled by scale*log2(e)) so the
 // exponentials are exp2. Masked and out-of-range keys are skipped
 // explicitly, never through infinities.
-#extension GL_KHR_shader_subgroup_ballot : require
 #include "common.glsl"
-layout(local_size_x = 128) in;
+layout(local_size_x_id = 4) in;
 layout(constant_id = 0) const uint DH = 40;   // q/k head dim
 layout(constant_id = 1) const uint DHV = 40;  // v head dim
-layout(constant_id = 2) const uint LANES = 1; // threads per query: 1, 2 or 4
-layout(constant_id = 3) const uint SG = 0;     // subgroup size for broadcast reads (LANES 1), 0: off
-const uint WG = 128;
-const uint BQ = WG / LANES;
-const uint BK = 16;
-const uint DH4 = (DH + 3) / 4;    // head dims in vec4s, zero padded
+layout(constant_id = 2) const uint LANES = 1; // threads per query, dividing the workgroup
+layout(constant_id = 3) const uint RQ = 1;    // queries per thread
+const uint WG = gl_WorkGroupSize.x;
+const uint TQ = WG / LANES; // query slots per workgroup
+const uint BQ = TQ * RQ;    // queries per workgroup
+const uint BK = 16;         // keys per block
+const uint DH4 = (DH + 3) / 4;
 const uint DHV4 = (DHV + 3) / 4;
-const uint DQ = (DH4 + LANES - 1) / LANES;  // q vec4s per thread
-const uint DV = (DHV4 + LANES - 1) / LANES; // output vec4s per thread
+const uint DQ = (DH4 + LANES - 1) / LANES;  // q chunks per thread and query
+const uint DV = (DHV4 + LANES - 1) / LANES; // output chunks per thread and query
+const uint PARTS = LANES > 1 ? WG * RQ * (BK + 1) : 1;
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, binding = 1) readonly buffer K { float k[]; };
@@ -43,19 +50,26 @@ layout(push_constant) uniform P {
 
 shared vec4 Ks[BK * DH4];
 shared vec4 Vs[BK * DHV4];
-shared float part[WG * (BK + 1)]; // partial dots when LANES > 1
+shared float part[PARTS]; // partial dots of the LANES threads of a query
 
 // The most negative float stands in for "no key seen yet"; exp2 of its
 // difference with any real score is exactly 0.
 const float NEG = -3.402823e38;
 
-// load4 reads elements 4c..4c+3 of a row of n floats, zero past its end.
-vec4 load4(uint which, uint base, uint c, uint n) {
+// load4 reads floats 4c..4c+3 of a row of n starting at base, zero past n.
+vec4 loadQ(uint base, uint c, uint n) {
     vec4 r = vec4(0.0);
-    for (uint t = 0; t < 4; t++) {
-        uint d = 4 * c + t;
-        if (d < n) r[t] = which == 0 ? q[base + d] : (which == 1 ? k[base + d] : v[base + d]);
-    }
+    for (uint t = 0; t < 4; t++) if (4 * c + t < n) r[t] = q[base + 4 * c + t];
+    return r;
+}
+vec4 loadK(uint base, uint c, uint n) {
+    vec4 r = vec4(0.0);
+    for (uint t = 0; t < 4; t++) if (4 * c + t < n) r[t] = k[base + 4 * c + t];
+    return r;
+}
+vec4 loadV(uint base, uint c, uint n) {
+    vec4 r = vec4(0.0);
+    for (uint t = 0; t < 4; t++) if (4 * c + t < n) r[t] = v[base + 4 * c + t];
     return r;
 }
 
@@ -65,19 +79,23 @@ void main() {
     uint qb = g % p.qblocks, bh = g / p.qblocks;
     uint b = bh / p.heads, h = bh % p.heads;
     uint tid = gl_LocalInvocationID.x;
-    uint lane = tid % LANES, ql = tid / LANES;
-    uint i = qb * BQ + ql; // this thread's query
-    bool live = i < p.nq;
+    uint lane = tid % LANES, slot = tid / LANES;
+    uint q0 = qb * BQ + slot; // query r of this thread is q0 + TQ*r
 
-    vec4 qr[DQ];
-    uint qbase = ((b * p.nq + i) * p.heads + h) * DH;
-    for (uint e = 0; e < DQ; e++) {
-        uint c = lane + LANES * e;
-        qr[e] = (live && c < DH4) ? load4(0, qbase, c, DH) * p.scale : vec4(0.0);
+    vec4 qr[RQ * DQ];
+    vec4 acc[RQ * DV];
+    float m[RQ], l[RQ];
+    for (uint r = 0; r < RQ; r++) {
+        uint i = q0 + TQ * r;
+        uint base = ((b * p.nq + i) * p.heads + h) * DH;
+        for (uint e = 0; e < DQ; e++) {
+            uint c = lane + LANES * e;
+            qr[r * DQ + e] = (i < p.nq && c < DH4) ? loadQ(base, c, DH) * p.scale : vec4(0.0);
+        }
+        for (uint e = 0; e < DV; e++) acc[r * DV + e] = vec4(0.0);
+        m[r] = NEG;
+        l[r] = 0.0;
     }
-    vec4 acc[DV];
-    for (uint e = 0; e < DV; e++) acc[e] = vec4(0.0);
-    float m = NEG, l = 0.0;
 
     // With the causal mask no query of this block sees keys past its last.
     uint kend = p.causal != 0 ? min(p.nk, qb * BQ + BQ) : p.nk;
@@ -85,90 +103,86 @@ void main() {
     for (uint j0 = 0; j0 < kend; j0 += BK) {
         for (uint x = tid; x < BK * DH4; x += WG) {
             uint j = j0 + x / DH4;
-            Ks[x] = j < p.nk ? load4(1, (b * p.nk + j) * kstride + h * DH, x % DH4, DH) : vec4(0.0);
+            Ks[x] = j < p.nk ? loadK((b * p.nk + j) * kstride + h * DH, x % DH4, DH) : vec4(0.0);
         }
         for (uint x = tid; x < BK * DHV4; x += WG) {
             uint j = j0 + x / DHV4;
-            Vs[x] = j < p.nk ? load4(2, (b * p.nk + j) * vstride + h * DHV, x % DHV4, DHV) : vec4(0.0);
+            Vs[x] = j < p.nk ? loadV((b * p.nk + j) * vstride + h * DHV, x % DHV4, DHV) : vec4(0.0);
         }
         barrier();
 
         uint jn = min(kend - j0, BK); // keys of this block that exist
-        float s[BK];
-        for (uint jj = 0; jj < jn; jj++) {
-            float sum = 0.0;
-            if (SG > 0) {
-                // Each lane reads a different chunk of key jj and the
-                // subgroup shares them: one shared load per SG chunks.
-                vec4 kv;
-                for (uint e = 0; e < DH4; e++) {
-                    if (e % SG == 0) {
-                        uint c = e + gl_SubgroupInvocationID;
-                        kv = c < DH4 ? Ks[jj * DH4 + c] : vec4(0.0);
-                    }
-                    sum += dot(qr[e], subgroupBroadcast(kv, e % SG));
-                }
-            } else {
-                for (uint e = 0; e < DQ; e++) {
-                    uint c = lane + LANES * e;
-                    if (c < DH4) sum += dot(qr[e], Ks[jj * DH4 + c]);
+        float s[RQ * BK];
+        for (uint jj = 0; jj < BK; jj++) {
+            float sum[RQ];
+            for (uint r = 0; r < RQ; r++) sum[r] = 0.0;
+            for (uint e = 0; e < DQ; e++) {
+                uint c = lane + LANES * e;
+                if (c < DH4) {
+                    vec4 kv = Ks[jj * DH4 + c];
+                    for (uint r = 0; r < RQ; r++) sum[r] += dot(qr[r * DQ + e], kv);
                 }
             }
-            s[jj] = sum;
+            for (uint r = 0; r < RQ; r++) s[r * BK + jj] = sum[r];
         }
         if (LANES > 1) {
-            for (uint jj = 0; jj < jn; jj++) part[tid * (BK + 1) + jj] = s[jj];
+            for (uint r = 0; r < RQ; r++)
+                for (uint jj = 0; jj < BK; jj++) part[(tid * RQ + r) * (BK + 1) + jj] = s[r * BK + jj];
             barrier();
-            for (uint jj = 0; jj < jn; jj++) {
-                float t = 0.0;
-                for (uint r = 0; r < LANES; r++) t += part[(ql * LANES + r) * (BK + 1) + jj];
-                s[jj] = t;
+            for (uint r = 0; r < RQ; r++) {
+                for (uint jj = 0; jj < BK; jj++) {
+                    float t = 0.0;
+                    for (uint x = 0; x < LANES; x++) t += part[((slot * LANES + x) * RQ + r) * (BK + 1) + jj];
+                    s[r * BK + jj] = t;
+                }
             }
         }
 
-        uint jlim = jn; // keys this query sees
-        if (p.causal != 0) jlim = i >= j0 ? min(jlim, i - j0 + 1) : 0;
-        float bm = NEG;
-        for (uint jj = 0; jj < jn; jj++) {
-            if (jj < jlim) bm = max(bm, s[jj]);
+        // Online softmax: rescale what was accumulated to the new maximum
+        // and turn this block's scores into weights (0 for unseen keys).
+        for (uint r = 0; r < RQ; r++) {
+            uint i = q0 + TQ * r;
+            uint jlim = jn;
+            if (p.causal != 0) jlim = i >= j0 ? min(jlim, i - j0 + 1) : 0;
+            float bm = NEG;
+            for (uint jj = 0; jj < BK; jj++) {
+                if (jj < jlim) bm = max(bm, s[r * BK + jj]);
+            }
+            float mn = max(m[r], bm);
+            float alpha = exp2(m[r] - mn);
+            m[r] = mn;
+            float sum = 0.0;
+            for (uint jj = 0; jj < BK; jj++) {
+                float pj = jj < jlim ? exp2(s[r * BK + jj] - mn) : 0.0;
+                s[r * BK + jj] = pj;
+                sum += pj;
+            }
+            l[r] = l[r] * alpha + sum;
+            for (uint e = 0; e < DV; e++) acc[r * DV + e] *= alpha;
         }
-        float mn = max(m, bm);
-        float alpha = exp2(m - mn);
-        l *= alpha;
-        for (uint e = 0; e < DV; e++) acc[e] *= alpha;
-        for (uint jj = 0; jj < jn; jj++) {
-            // Masked keys weigh 0 rather than ending the loop early, which
-            // keeps the subgroup together for the broadcasts below.
-            float pj = jj < jlim ? exp2(s[jj] - mn) : 0.0;
-            l += pj;
-            if (SG > 0) {
-                vec4 vv;
-                for (uint e = 0; e < DHV4; e++) {
-                    if (e % SG == 0) {
-                        uint c = e + gl_SubgroupInvocationID;
-                        vv = c < DHV4 ? Vs[jj * DHV4 + c] : vec4(0.0);
-                    }
-                    acc[e] += pj * subgroupBroadcast(vv, e % SG);
-                }
-            } else {
-                for (uint e = 0; e < DV; e++) {
-                    uint c = lane + LANES * e;
-                    if (c < DHV4) acc[e] += pj * Vs[jj * DHV4 + c];
+        for (uint jj = 0; jj < BK; jj++) {
+            if (jj >= jn) break;
+            for (uint e = 0; e < DV; e++) {
+                uint c = lane + LANES * e;
+                if (c < DHV4) {
+                    vec4 vv = Vs[jj * DHV4 + c];
+                    for (uint r = 0; r < RQ; r++) acc[r * DV + e] += s[r * BK + jj] * vv;
                 }
             }
         }
-        m = mn;
         barrier(); // Ks, Vs and part are rewritten by the next block
     }
 
-    if (!live) return;
-    float inv = l > 0.0 ? 1.0 / l : 0.0;
-    uint obase = ((b * p.nq + i) * p.heads + h) * DHV;
-    for (uint e = 0; e < DV; e++) {
-        uint c = lane + LANES * e;
-        for (uint t = 0; t < 4; t++) {
-            uint d = 4 * c + t;
-            if (c < DHV4 && d < DHV) o[obase + d] = acc[e][t] * inv;
+    for (uint r = 0; r < RQ; r++) {
+        uint i = q0 + TQ * r;
+        if (i >= p.nq) continue;
+        float inv = l[r] > 0.0 ? 1.0 / l[r] : 0.0;
+        uint base = ((b * p.nq + i) * p.heads + h) * DHV;
+        for (uint e = 0; e < DV; e++) {
+            uint c = lane + LANES * e;
+            for (uint t = 0; t < 4; t++) {
+                if (c < DHV4 && 4 * c + t < DHV) o[base + 4 * c + t] = acc[r * DV + e][t] * inv;
+            }
         }
     }
 }

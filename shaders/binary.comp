@@ -3,7 +3,7 @@
 // dimensions have stride 0, so one index computation serves every case.
 #include "common.glsl"
 layout(local_size_x = 256) in;
-layout(constant_id = 0) const uint OP = 0; // 0 add, 1 mul, 2 sub
+layout(constant_id = 0) const uint OP = 0; // 0 add, 1 mul, 2 sub, 3 div
 layout(std430, binding = 0) readonly buffer A { float a[]; };
 layout(std430, binding = 1) readonly buffer B { float b[]; };
 layout(std430, binding = 2) writeonly buffer O { float o[]; };
@@ -25,5 +25,5 @@ void main() {
         ib += c * p.sb[d];
     }
     float x = a[ia], y = b[ib];
-    o[i] = OP == 0 ? x + y : (OP == 1 ? x * y : x - y);
+    o[i] = OP == 0 ? x + y : (OP == 1 ? x * y : (OP == 2 ? x - y : x / y));
 }

@@ -48,3 +48,13 @@ float reduce2pi(float x) {
     float k = floor(x / 6.283185307179586 + 0.5);
     return ((x - k * C1) - k * C2) - k * C3;
 }
+
+// gelu_grad_ is d/dv of the exact GELU: Phi(v) + v * phi(v), with Phi from
+// erfc for negative v (same cancellation argument as gelu_).
+float gelu_grad_(float v) {
+    float z = v * 0.7071067811865476;
+    float cdf;
+    if (abs(z) < 0.5) cdf = 0.5 * (1.0 + erf_(z));
+    else { float c = erfcpos_(abs(z)); cdf = v >= 0.0 ? 1.0 - 0.5 * c : 0.5 * c; }
+    return cdf + v * 0.3989422804014327 * exp(-0.5 * v * v);
+}

@@ -4,7 +4,8 @@
 // so this costs less than a separate dispatch would), then normalises its
 // chunk with the channel's gamma/beta and the optional fused SiLU.
 #include "common.glsl"
-layout(local_size_x = 256) in;
+#include "groupnorm_stats.glsl"
+layout(local_size_x = GN_WG) in;
 layout(constant_id = 0) const bool SILU = false;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer Gamma { float gamma[]; };
@@ -18,8 +19,6 @@ layout(push_constant) uniform P {
     float eps;
 } p;
 
-#include "groupnorm_stats.glsl"
-
 void main() {
     uint wg = linearGroup();
     if (wg >= p.nWork) return; // whole workgroup: the grid may overshoot
@@ -27,7 +26,7 @@ void main() {
     uint t = gl_LocalInvocationID.x;
 
     float n = 0.0, mean = 0.0, m2 = 0.0;
-    for (uint j = t; j < p.nChunks; j += 256) {
+    for (uint j = t; j < p.nChunks; j += GN_WG) {
         float nj = float(min(p.chunk, p.gsize - j * p.chunk));
         uint at = 2 * (grp * p.nChunks + j);
         merge(n, mean, m2, nj, part[at], part[at + 1]);
@@ -39,7 +38,7 @@ void main() {
     uint first = ck * p.chunk;
     uint cnt = min(p.chunk, p.gsize - first);
     uint base = grp * p.gsize + first;
-    for (uint i = t; i < cnt; i += 256) {
+    for (uint i = t; i < cnt; i += GN_WG) {
         uint idx = base + i;
         uint ch = (idx / p.hw) % p.c;
         float v = (x[idx] - mean) * rstd * gamma[ch] + beta[ch];

@@ -5,7 +5,8 @@
 // and M2: Welford per invocation, then Chan's merge across the workgroup.
 // groupnorm.comp merges the chunks of a group the same way.
 #include "common.glsl"
-layout(local_size_x = 256) in;
+#include "groupnorm_stats.glsl"
+layout(local_size_x = GN_WG) in;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) writeonly buffer Part { float part[]; }; // [nWork][2]: mean, M2
 layout(push_constant) uniform P {
@@ -14,8 +15,6 @@ layout(push_constant) uniform P {
     uint nChunks; // chunks per group
     uint nWork;   // groups * nChunks over the whole batch
 } p;
-
-#include "groupnorm_stats.glsl"
 
 void main() {
     uint wg = linearGroup();
@@ -26,7 +25,7 @@ void main() {
     uint base = grp * p.gsize + first;
 
     float n = 0.0, mean = 0.0, m2 = 0.0;
-    for (uint i = gl_LocalInvocationID.x; i < cnt; i += 256) {
+    for (uint i = gl_LocalInvocationID.x; i < cnt; i += GN_WG) {
         float v = x[base + i];
         n += 1.0;
         float d = v - mean;

@@ -6,20 +6,23 @@
 // global memory. Each thread only rereads the cache slots it wrote itself,
 // so the cache needs no barrier.
 #include "common.glsl"
-layout(local_size_x = 128) in;
+// The workgroup width is a specialization constant picked from the row
+// width: narrow rows (CLIP tiny, 32) should not idle most invocations, and
+// CPU drivers pay per invocation for every workgroup that has barriers.
+layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer Gamma { float gamma[]; };
 layout(std430, binding = 2) readonly buffer Beta { float beta[]; };
 layout(std430, binding = 3) writeonly buffer Y { float y[]; };
 layout(push_constant) uniform P { uint rows, d; float eps; } p;
 
-const uint WG = 128, CACHE = 4096;
+const uint WG = gl_WorkGroupSize.x, CACHE = 4096, PARTS = 8;
 shared float row[CACHE];
-shared float red[WG];
-shared float part[16];
+shared float red[256]; // WG <= 256
+shared float part[PARTS];
 
-// Two-level sum: 16 invocations add 16 values each, then every invocation
-// adds those 16 in the same order. Two barriers instead of a log2(WG)-step
+// Two-level sum: PARTS invocations add WG/PARTS values each, then every
+// invocation adds those PARTS in the same order. Two barriers instead of a log2(WG)-step
 // tree (barriers dominate on CPU drivers). The next call writes red before
 // its first barrier, which every invocation passes only after reading
 // part here, so no trailing barrier is needed.
@@ -27,14 +30,14 @@ float reduceSum(float v) {
     uint t = gl_LocalInvocationID.x;
     red[t] = v;
     barrier();
-    if (t < 16) {
+    if (t < PARTS) {
         float s = 0.0;
-        for (uint i = t; i < WG; i += 16) s += red[i];
+        for (uint i = t; i < WG; i += PARTS) s += red[i];
         part[t] = s;
     }
     barrier();
     float r = 0.0;
-    for (uint i = 0; i < 16; i++) r += part[i];
+    for (uint i = 0; i < PARTS; i++) r += part[i];
     return r;
 }
 

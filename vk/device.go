@@ -89,9 +89,9 @@ type DeviceInfo struct {
 	MinStorageBufferOffsetAlignment uint64
 
 	// UnifiedMemory: a DEVICE_LOCAL|HOST_VISIBLE|HOST_COHERENT memory type
-	// lives on the largest device-local heap (CPU / UMA devices), so buffers
-	// are mapped and need no staging. A small BAR window on a discrete GPU
-	// does not count.
+	// lives on the largest device-local heap of a non-discrete device (CPU /
+	// UMA), so buffers are mapped and need no staging. BAR windows of
+	// discrete GPUs, resizable or not, do not count.
 	UnifiedMemory bool
 
 	TimestampPeriod     float32 // nanoseconds per timestamp tick
@@ -373,7 +373,9 @@ func makeInfo(index int, ci *C.NvDeviceInfo) DeviceInfo {
 	}
 	mem := readMemoryProps(&ci.mem)
 	info.HeapBytes = mem.largestLocalHeapSize()
-	info.UnifiedMemory = mem.unifiedType(^uint32(0)) >= 0
+	// Only without a PCIe bus in between: on a discrete GPU with resizable
+	// BAR, host reads of VRAM crawl, so those keep the staging path.
+	info.UnifiedMemory = mem.unifiedType(^uint32(0)) >= 0 && info.Type != "discrete"
 
 	api := uint32(p.apiVersion)
 	switch {

@@ -156,7 +156,7 @@ func stem(path string) string {
 }
 
 func importTorch(src string, opts Options) (*plugin.Concept, error) {
-	v, err := torchpickle.Load(src, torchpickle.Options{AllowClasses: []string{netiEncoderClass, parameterDictClass}})
+	v, err := loadTorch(src, torchpickle.Options{AllowClasses: []string{netiEncoderClass, parameterDictClass}})
 	if err != nil {
 		return nil, err
 	}
@@ -485,9 +485,9 @@ func trainingInfo(c *plugin.Concept, src string, model, optim map[string]any) er
 
 // checkEmbeds cross-checks NeTI's learned_embeds file against the mapper.
 func checkEmbeds(c *plugin.Concept, path string) error {
-	v, err := torchpickle.Load(path, torchpickle.Options{})
+	v, err := loadTorch(path, torchpickle.Options{})
 	if err != nil {
-		return fmt.Errorf("learned embeds: %w", err)
+		return fmt.Errorf("learned embeds %s: %w", path, err)
 	}
 	m, ok := v.(map[string]any)
 	if !ok || len(m) != 1 {
@@ -519,6 +519,21 @@ func checkEmbeds(c *plugin.Concept, path string) error {
 		}
 	}
 	return nil
+}
+
+// loadTorch is torchpickle.Load without repeating the path in errors (the
+// caller names the file once).
+func loadTorch(path string, opts torchpickle.Options) (any, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return torchpickle.LoadReader(f, st.Size(), opts)
 }
 
 func stateTensor(sd map[string]any, name string) (*plugin.Tensor, error) {

@@ -25,6 +25,8 @@ func commands() []command {
 		{"version", "print the version", runVersion},
 		{"devices", "list Vulkan devices and their capabilities", runDevices},
 		{"tokenize", "show how a prompt tokenizes", runTokenize},
+		{"inspect", "show what a concept file holds", runInspect},
+		{"import", "convert a NeTI checkpoint or textual-inversion embedding to a concept file", runImport},
 	}
 }
 

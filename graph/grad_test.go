@@ -238,3 +238,48 @@ func TestGradFrozenSkipsWeights(t *testing.T) {
 		t.Errorf("backward added %d nodes: weight gradients computed for frozen weights?", added)
 	}
 }
+
+// State updated with Assign persists across runs on the device and in the
+// interpreter: a counter and an accumulator.
+func TestAssign(t *testing.T) {
+	b := NewBuilder()
+	acc := b.Input("acc", 5)
+	x := b.Input("x", 5)
+	next := b.Add(acc, b.Scale(x, 2))
+	b.Assign(acc, next)
+	b.Output("y", b.Mul(next, x))
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := map[string][]float32{"acc": make([]float32, 5), "x": {1, 2, 3, 4, 5}}
+	for i := 0; i < 3; i++ {
+		if _, err := Interpret(g, in, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if in["acc"][4] != 30 {
+		t.Fatalf("interpreter acc = %v", in["acc"])
+	}
+	p, err := Compile(device(t), g, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.SetInput("acc", make([]float32, 5))
+	p.SetInput("x", []float32{1, 2, 3, 4, 5})
+	var y []float32
+	for i := 0; i < 3; i++ {
+		if err := p.Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if y, err = p.Output("y"); err != nil || y[4] != 150 {
+		t.Fatalf("GPU y = %v, %v (want 30*5 at the end)", y, err)
+	}
+	b2 := NewBuilder()
+	b2.Assign(b2.Input("a", 2), b2.Input("c", 3))
+	if b2.Err() == nil {
+		t.Fatal("shape mismatch accepted")
+	}
+}

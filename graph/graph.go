@@ -131,9 +131,13 @@ type Builder struct {
 	outputs map[string]*Tensor
 	outList []string
 	names   map[string]*Tensor
+	assigns []Assignment
 	scope   []string
 	err     error
 }
+
+// Assignment copies Src into the input Dst at the end of every run.
+type Assignment struct{ Dst, Src *Tensor }
 
 // NewBuilder starts an empty graph.
 func NewBuilder() *Builder {
@@ -284,6 +288,30 @@ func (b *Builder) add(op Op, shape []int, in ...*Tensor) *Tensor {
 	return out
 }
 
+// Assign makes every run end by copying src into the input dst, so state
+// that a program updates (parameters, optimizer moments, gradient
+// accumulators) stays on the device between runs. Interpret writes the new
+// values into its inputs map.
+func (b *Builder) Assign(dst, src *Tensor) {
+	if !b.check(dst, src) {
+		return
+	}
+	if dst.kind != Input || !sameShape(dst.shape, src.shape) {
+		b.Errorf("assign: destination must be an input of shape %s, got %s", shapeStr(src.shape), shapeStr(dst.shape))
+		return
+	}
+	for _, a := range b.assigns {
+		if a.Dst == dst {
+			b.Errorf("assign: %s assigned twice", dst.name)
+			return
+		}
+	}
+	if src.root() == dst {
+		return // assigning an input to itself changes nothing
+	}
+	b.assigns = append(b.assigns, Assignment{Dst: dst, Src: src})
+}
+
 // Reshape returns a view of t with a new shape of the same size; one
 // dimension may be -1. No data moves.
 func (b *Builder) Reshape(t *Tensor, shape ...int) *Tensor {
@@ -325,6 +353,7 @@ type Graph struct {
 	Nodes   []*Node
 	Outputs map[string]*Tensor
 	OutList []string // output names in the order they were marked
+	Assigns []Assignment
 }
 
 // Build validates the graph and returns it, or the first build error.
@@ -332,10 +361,10 @@ func (b *Builder) Build() (*Graph, error) {
 	if b.err != nil {
 		return nil, b.err
 	}
-	if len(b.outputs) == 0 {
+	if len(b.outputs) == 0 && len(b.assigns) == 0 {
 		return nil, fmt.Errorf("graph: no outputs")
 	}
-	g := &Graph{Tensors: b.tensors, Nodes: b.nodes, Outputs: map[string]*Tensor{}, OutList: append([]string(nil), b.outList...)}
+	g := &Graph{Tensors: b.tensors, Nodes: b.nodes, Outputs: map[string]*Tensor{}, OutList: append([]string(nil), b.outList...), Assigns: append([]Assignment(nil), b.assigns...)}
 	for k, v := range b.outputs {
 		g.Outputs[k] = v
 	}

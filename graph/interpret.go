@@ -63,6 +63,9 @@ func Interpret(g *Graph, inputs map[string][]float32, weights WeightSource) (map
 	for name, t := range g.Outputs {
 		res[name] = append([]float32(nil), get(t)...)
 	}
+	for _, a := range g.Assigns {
+		inputs[a.Dst.name] = append([]float32(nil), get(a.Src)...)
+	}
 	return res, nil
 }
 

@@ -146,9 +146,16 @@ func (t *Tensor) describe() string {
 	return fmt.Sprintf("tensor %d", t.id)
 }
 
+// isOutput: outputs and assignment sources keep their own storage (they
+// must survive to the end of the run).
 func (p *Program) isOutput(t *Tensor) bool {
 	for _, o := range p.g.Outputs {
 		if o.root() == t {
+			return true
+		}
+	}
+	for _, a := range p.g.Assigns {
+		if a.Src.root() == t {
 			return true
 		}
 	}
@@ -341,9 +348,21 @@ func (p *Program) record() error {
 	}
 	p.rec = rec
 	r := &recorder{p: p, rec: rec}
+	if len(p.g.Assigns) > 0 {
+		// The previous run's assignment copies must be visible to this
+		// run's dispatches.
+		rec.Barrier()
+	}
 	for _, n := range p.g.Nodes {
 		if err := n.Op.record(r, n); err != nil {
 			return fmt.Errorf("graph: record %s: %w", n.describe(), err)
+		}
+	}
+	if len(p.g.Assigns) > 0 {
+		rec.Barrier()
+		for _, a := range p.g.Assigns {
+			src, dst := p.locs[a.Src.root().id], p.locs[a.Dst.id]
+			rec.Copy(src.buf, src.off, dst.buf, dst.off, int64(a.Dst.Numel())*4)
 		}
 	}
 	if err := rec.End(); err != nil {

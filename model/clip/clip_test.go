@@ -6,10 +6,26 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/fixtures"
+	"github.com/neti-project/neti/model/config"
 	"github.com/neti-project/neti/model/safetensors"
 )
 
-var tinyConfig = Config{Hidden: 32, Intermediate: 37, Layers: 3, Heads: 4, MaxPositions: 77, Vocab: 1000, Act: "quick_gelu", Eps: 1e-5}
+func tinyConfig(t *testing.T) Config {
+	t.Helper()
+	m, err := fixtures.SDTiny()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.LoadCLIPText(m.Root() + "/model/text_encoder/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Hidden: 32, Intermediate: 37, Layers: 3, Heads: 4, MaxPositions: 77, Vocab: 1000, Act: "quick_gelu", Eps: 1e-5}
+	if got := FromConfig(c); got != want {
+		t.Fatalf("FromConfig = %+v, want %+v", got, want)
+	}
+	return want
+}
 
 func tinyWeights(t *testing.T) graph.WeightSource {
 	t.Helper()
@@ -55,7 +71,7 @@ func TestTextEncoderIDsInterpret(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := graph.NewBuilder()
-	out := Build(b, tinyConfig, b.Input("ids", shape...), nil, nil)
+	out := Build(b, tinyConfig(t), b.Input("ids", shape...), nil, nil)
 	b.Output("last_hidden_state", out.Hidden)
 	for i, l := range out.Layers {
 		b.Output(fmt.Sprint("layer", i), l)
@@ -107,13 +123,13 @@ func TestTextEncoderInjectInterpret(t *testing.T) {
 	if err := c.Input("pos", &pos); err != nil {
 		t.Fatal(err)
 	}
-	seq, d := shape[1], tinyConfig.Hidden
+	seq, d := shape[1], tinyConfig(t).Hidden
 	inject := make([]float32, seq*d)
 	mask := make([]float32, seq)
 	copy(inject[pos*d:], vec)
 	mask[pos] = 1
 	b := graph.NewBuilder()
-	out := Build(b, tinyConfig, b.Input("ids", shape...), b.Input("inject", 1, seq, d), b.Input("mask", 1, seq, 1))
+	out := Build(b, tinyConfig(t), b.Input("ids", shape...), b.Input("inject", 1, seq, d), b.Input("mask", 1, seq, 1))
 	b.Output("y", out.Hidden)
 	g, err := b.Build()
 	if err != nil {

@@ -5,21 +5,28 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/fixtures"
+	"github.com/neti-project/neti/model/config"
 )
 
-// TinyConfig is sd-tiny's UNet.
-var tinyConfig = Config{
-	InChannels: 4, OutChannels: 4,
-	DownBlockTypes:    []string{"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"},
-	UpBlockTypes:      []string{"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"},
-	BlockOutChannels:  []int{32, 32, 64, 64},
-	LayersPerBlock:    2,
-	Heads:             []int{8, 8, 8, 8},
-	CrossAttentionDim: 32,
-	NormGroups:        8,
-	NormEps:           1e-5,
-	FlipSinToCos:      true,
-	TransformerLayers: 1,
+// tinyConfig is sd-tiny's UNet, read from its config.json.
+func tinyConfig(t *testing.T) Config {
+	t.Helper()
+	m, err := fixtures.SDTiny()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.LoadUNet(m.Root() + "/model/unet/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := FromConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Heads[0] != 8 || u.BlockOutChannels[2] != 64 || !u.FlipSinToCos || u.NormGroups != 8 {
+		t.Fatalf("config not as the fixture README says: %+v", u)
+	}
+	return u
 }
 
 func weights(t *testing.T) graph.WeightSource {
@@ -45,8 +52,9 @@ func TestLayerOrder(t *testing.T) {
 	if err := c.Param("layer_order", &want); err != nil {
 		t.Fatal(err)
 	}
-	got := tinyConfig.LayerNames()
-	if len(got) != 16 || tinyConfig.CrossAttentionLayers() != 16 {
+	cfg := tinyConfig(t)
+	got := cfg.LayerNames()
+	if len(got) != 16 || cfg.CrossAttentionLayers() != 16 {
 		t.Fatalf("%d layers", len(got))
 	}
 	for i := range want {
@@ -78,7 +86,7 @@ func TestUNetBatchTimestepsInterpret(t *testing.T) {
 	}
 	b := graph.NewBuilder()
 	taps := Taps{}
-	out := Build(b, tinyConfig, b.Input("sample", sshape...), b.Input("t", len(ts)), Same(b.Input("ctx", cshape...)), taps)
+	out := Build(b, tinyConfig(t), b.Input("sample", sshape...), b.Input("t", len(ts)), Same(b.Input("ctx", cshape...)), taps)
 	b.Output("noise_pred", out)
 	for name, tp := range taps {
 		if _, ok := c.Outputs["intermediate/"+name]; ok {

@@ -6,9 +6,25 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/fixtures"
+	"github.com/neti-project/neti/model/config"
 )
 
-var tinyConfig = Config{InChannels: 3, OutChannels: 3, BlockOutChannels: []int{16, 32, 64, 64}, LayersPerBlock: 2, LatentChannels: 4, NormGroups: 8, ScalingFactor: 0.18215}
+func tinyConfig(t *testing.T) Config {
+	t.Helper()
+	m, err := fixtures.SDTiny()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.LoadVAE(m.Root() + "/model/vae/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := FromConfig(c)
+	if v.LayersPerBlock != 2 || v.NormGroups != 8 || v.ScalingFactor != 0.18215 {
+		t.Fatalf("config not as the fixture README says: %+v", v)
+	}
+	return v
+}
 
 func weights(t *testing.T) graph.WeightSource {
 	m, err := fixtures.SDTiny()
@@ -53,7 +69,7 @@ func TestDecodeInterpret(t *testing.T) {
 	}
 	b := graph.NewBuilder()
 	taps := Taps{}
-	b.Output("image", Decode(b, tinyConfig, b.Input("z", shape...), taps))
+	b.Output("image", Decode(b, tinyConfig(t), b.Input("z", shape...), taps))
 	for k, v := range taps {
 		b.Output(k, v)
 	}
@@ -84,7 +100,7 @@ func TestEncodeInterpret(t *testing.T) {
 	}
 	b := graph.NewBuilder()
 	taps := Taps{}
-	b.Output("moments", Encode(b, tinyConfig, b.Input("x", shape...), taps))
+	b.Output("moments", Encode(b, tinyConfig(t), b.Input("x", shape...), taps))
 	for k, v := range taps {
 		b.Output(k, v)
 	}

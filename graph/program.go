@@ -274,6 +274,17 @@ func (p *Program) SetInput(name string, v []float32) error {
 	return fmt.Errorf("graph: no input %q", name)
 }
 
+// Input reads an input's current values back (inputs updated by Assign
+// change on the device at every run).
+func (p *Program) Input(name string) ([]float32, error) {
+	for _, t := range p.g.Tensors {
+		if t.kind == Input && t.name == name {
+			return p.read(t)
+		}
+	}
+	return nil, fmt.Errorf("graph: no input %q", name)
+}
+
 // Run replays the recorded dispatches: one submit per call.
 func (p *Program) Run() error {
 	if err := p.rec.Submit(); err != nil {

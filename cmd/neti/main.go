@@ -26,6 +26,7 @@ func commands() []command {
 		{"devices", "list Vulkan devices and their capabilities", runDevices},
 		{"tokenize", "show how a prompt tokenizes", runTokenize},
 		{"inspect", "show what a concept file holds", runInspect},
+		{"train", "train a NeTI concept from a folder of images", runTrain},
 		{"import", "convert a NeTI checkpoint or textual-inversion embedding to a concept file", runImport},
 	}
 }

@@ -17,7 +17,7 @@ var shared *vk.Device
 // Main opens the device, runs the tests and closes it; a leak reported at
 // close fails the run. Use it as TestMain: func TestMain(m *testing.M) { testdev.Main(m) }.
 func Main(m *testing.M) {
-	d, err := vk.NewDevice(vk.Options{Validation: true})
+	d, err := vk.NewDevice(vk.Options{Validation: true, PipelineCacheDir: "-"})
 	if err != nil {
 		if os.Getenv("REQUIRE_VULKAN") == "1" {
 			fmt.Fprintln(os.Stderr, "REQUIRE_VULKAN=1 but:", err)

@@ -22,25 +22,12 @@ func BuildMapper(b *graph.Builder, c *plugin.Concept, prefix string, t, layer, k
 		b.Errorf("neti: concept %s is not a mapper concept", c.Token)
 		return t
 	}
-	a := c.Arch
 	defer b.Scope(prefix)()
-	w := b.Weight("fourier.w", c.Fourier.NumW, 2)
-	pe := b.Fourier(t, layer, w)
-	lin := func(name string, x *graph.Tensor, in, out int) *graph.Tensor {
-		return b.Linear(x, b.Weight(name+".weight", out, in), b.Weight(name+".bias", out))
+	p := map[string]*graph.Tensor{}
+	for _, nt := range c.Weights.Named() {
+		p[nt.Name] = b.Weight(nt.Name, nt.Tensor.Shape...)
 	}
-	ln := func(name string, x *graph.Tensor) *graph.Tensor {
-		return b.LayerNorm(x, b.Weight(name+".weight", a.Hidden), b.Weight(name+".bias", a.Hidden), float32(a.LNEps))
-	}
-	h := lin("input_layer", pe, 2*c.Fourier.NumW, a.InputWidth)
-	h = b.LeakyReLU(ln("net.2", lin("net.1", h, a.InputWidth, a.Hidden)), float32(a.LeakySlope))
-	h = b.LeakyReLU(ln("net.5", lin("net.4", h, a.Hidden, a.Hidden)), float32(a.LeakySlope))
-	h = b.Mul(h, keep)
-	o := lin("output_layer.0", h, a.Hidden, a.OutputWidth())
-	if c.NormScale > 0 {
-		o = b.L2Normalize(o, float32(c.NormScale))
-	}
-	return o
+	return mapperWith(b, c, p, b.Weight("fourier.w", c.Fourier.NumW, 2), t, layer, keep)
 }
 
 // MapperWeights serves a concept's tensors to a program built with

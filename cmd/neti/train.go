@@ -1,0 +1,190 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/neti-project/neti/model/neti"
+	"github.com/neti-project/neti/plugin"
+	"github.com/neti-project/neti/vk"
+)
+
+func runTrain(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("train", "--images DIR --token \"<name>\" --init-token WORD [flags]", stderr)
+	model := fs.StringP("model", "m", "", "diffusers model folder (default: the built-in model)")
+	images := fs.String("images", "", "folder of PNG/JPEG images of the concept (3-8 is typical)")
+	token := fs.String("token", "", `the trigger written in prompts, e.g. "<cat>"`)
+	initToken := fs.String("init-token", "", "a one-token class word (e.g. cat); its embedding norm scales the mapper")
+	property := fs.String("property", "object", "object or style (caption templates)")
+	res := fs.Int("resolution", 0, "training resolution (default: the model's)")
+	steps := fs.Int("steps", 1000, "optimizer steps")
+	batch := fs.Int("batch-size", 2, "images per micro-batch")
+	accum := fs.Int("grad-accum", 4, "micro-batches per optimizer step")
+	lr := fs.Float64("lr", 1e-3, "base learning rate; applied as lr x batch-size x grad-accum, as NeTI does")
+	seed := fs.Uint64("seed", 0, "random seed (same seed, same device: same plugin bytes)")
+	saveEvery := fs.Int("save-every", 250, "write a checkpoint every N steps (0: only at the end)")
+	out := fs.StringP("out", "o", "", "output concept file (.neti)")
+	resume := fs.String("resume", "", "continue from a full-precision concept file with optimizer state")
+	compact := fs.Bool("compact", false, "write the final file in the compact shareable form (checkpoints stay full precision)")
+	dryRun := fs.Bool("dry-run", false, "print the plan (images, steps, planned peak device memory) and exit")
+	device := fs.String("device", "", "Vulkan device index or name (default: NETI_DEVICE, else the best)")
+	quiet := fs.Bool("quiet", false, "no progress output")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *images == "" || *token == "" || (*initToken == "" && *resume == "") || *out == "" && !*dryRun {
+		fs.Usage()
+		return errors.New("--images, --token, --init-token (or --resume) and --out are required")
+	}
+	var templates []string
+	switch *property {
+	case "object":
+		templates = neti.ObjectTemplates
+	case "style":
+		templates = neti.StyleTemplates
+	default:
+		return fmt.Errorf("--property must be object or style, not %q", *property)
+	}
+	if *steps <= 0 || *batch <= 0 || *accum <= 0 || *lr <= 0 {
+		return errors.New("--steps, --batch-size, --grad-accum and --lr must be positive")
+	}
+	if *out != "" {
+		if err := checkWritable(*out); err != nil {
+			return err
+		}
+	}
+	dir := *model
+	if dir == "" {
+		d, err := defaultModelDir()
+		if err != nil {
+			return err
+		}
+		dir = d
+	}
+	base, err := neti.OpenBase(dir)
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	size := *res
+	if size == 0 {
+		size = base.VAE.Factor() * 16
+		if s := base.UNetSampleSize; s > 0 {
+			size = base.VAE.Factor() * s
+		}
+	}
+	imgs, names, err := neti.LoadImages(*images, size)
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(*seed, ^*seed))
+	var concept *plugin.Concept
+	if *resume != "" {
+		if concept, err = plugin.Read(*resume); err != nil {
+			return err
+		}
+		if concept.Compact {
+			return fmt.Errorf("%s is a compact file: resume needs a full-precision checkpoint", *resume)
+		}
+		if concept.Token != *token {
+			return fmt.Errorf("%s trains %s, not %s", *resume, concept.Token, *token)
+		}
+	} else if concept, err = neti.NewConcept(base, *token, *initToken, rng); err != nil {
+		return err
+	}
+	dev, err := vk.NewDevice(vk.Options{Device: *device})
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	tr, err := neti.NewTrainer(dev, base, concept, imgs, size, neti.TrainOptions{
+		Batch: *batch, Accum: *accum, LR: *lr, Templates: templates, Seed: *seed, DropoutProb: 0.5})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	if *dryRun || !*quiet {
+		fmt.Fprintf(stderr, "train %s on %s: %d images (%s) at %dx%d, %d steps of %d x %d, lr %g, device %s, planned peak device memory %s\n",
+			*token, base.Name, len(imgs), strings.Join(names, ", "), size, size, *steps, *batch, *accum, *lr*float64(*batch**accum), dev.Info().Name, bytesStr(uint64(tr.PeakBytes())))
+	}
+	if *dryRun {
+		return nil
+	}
+	save := func(path string, compact bool) error {
+		c, err := tr.Snapshot()
+		if err != nil {
+			return err
+		}
+		c.Training.Seed = int64(*seed)
+		c.Training.Tool = "neti " + version
+		if compact {
+			c.Optimizer = nil
+		}
+		return plugin.Write(path, c, plugin.EncodeOptions{Compact: compact})
+	}
+	interrupt := make(chan os.Signal, 1)
+	signal.Notify(interrupt, os.Interrupt)
+	defer signal.Stop(interrupt)
+	start, startStep := time.Now(), tr.Steps()
+	var smooth float64
+	for tr.Steps() < *steps {
+		select {
+		case <-interrupt:
+			if err := save(*out, false); err != nil {
+				return fmt.Errorf("interrupted; saving the checkpoint failed: %w", err)
+			}
+			fmt.Fprintf(stderr, "\ninterrupted at step %d: checkpoint written to %s (continue with --resume)\n", tr.Steps(), *out)
+			return errors.New("interrupted")
+		default:
+		}
+		loss, err := tr.Step()
+		if err != nil {
+			return err
+		}
+		if tr.Steps() == startStep+1 {
+			smooth = loss
+		} else {
+			smooth = 0.9*smooth + 0.1*loss
+		}
+		if !*quiet {
+			done := tr.Steps() - startStep
+			el := time.Since(start)
+			rate := float64(done) / el.Seconds()
+			eta := time.Duration(float64(*steps-tr.Steps())/rate) * time.Second
+			fmt.Fprintf(stderr, "\rstep %d/%d  loss %.4f  %.2f it/s  ETA %s   ", tr.Steps(), *steps, smooth, rate, eta.Round(time.Second))
+		}
+		if *saveEvery > 0 && tr.Steps()%*saveEvery == 0 && tr.Steps() < *steps {
+			if err := save(*out, false); err != nil {
+				return err
+			}
+		}
+	}
+	if !*quiet {
+		fmt.Fprintln(stderr)
+	}
+	if err := save(*out, *compact); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s, %d steps)\n", *out, *token, tr.Steps())
+	return nil
+}
+
+// checkWritable fails early (before minutes of work) when the output's
+// folder does not exist or cannot be written.
+func checkWritable(path string) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".neti-write-test-*")
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}

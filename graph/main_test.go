@@ -30,6 +30,8 @@ type opCase struct {
 	build func(b *Builder)
 	init  map[string]func(rng *rand.Rand, n int) []float32
 	tol   float64
+	// kernels forces a kernel family ("gpu", "cpu"); "" is the device's choice.
+	kernels string
 }
 
 // runOpCase checks the GPU against Interpret on fresh random inputs, with
@@ -44,7 +46,7 @@ func runOpCase(t *testing.T, c opCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compile(dev, g, nil, Options{})
+	p, err := Compile(dev, g, nil, Options{Kernels: c.kernels})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,8 @@ func TestConv2d(t *testing.T) {
 		{name: "3x3_s2_pad0101_odd", n: 2, c: 3, h: 7, w: 9, o: 5, kh: 3, kw: 3, p: pads(2, 2, 0, 0, 1, 1), bias: true},
 		{name: "3x3_s1_asym", n: 1, c: 4, h: 6, w: 5, o: 3, kh: 3, kw: 3, p: pads(1, 1, 2, 0, 0, 1)},
 		{name: "5x3_mixed_stride", n: 2, c: 4, h: 10, w: 8, o: 6, kh: 5, kw: 3, p: pads(2, 1, 2, 1, 2, 1), bias: true},
+		{name: "3x3_o17_tm2", n: 1, c: 6, h: 10, w: 9, o: 17, kh: 3, kw: 3, p: Pad(1, 1), bias: true},
+		{name: "3x3_o33_tm4", n: 1, c: 2, h: 5, w: 70, o: 33, kh: 3, kw: 3, p: Pad(1, 1)},
 		{name: "1x1_s2", n: 1, c: 9, h: 11, w: 11, o: 10, kh: 1, kw: 1, p: Pad(2, 0), bias: true},
 		// Tiny SD UNet conv_in and a VAE-sized block conv: realistic channel
 		// counts with a small image so lavapipe stays quick.

@@ -73,6 +73,12 @@ func TestLayoutOps(t *testing.T) {
 		{name: "mean_long", build: func(b *Builder) {
 			b.Output("y", b.Mean(b.Input("x", 65536), 0))
 		}, tol: 1e-4},
+		{name: "sum_rows_serial", build: func(b *Builder) {
+			b.Output("y", b.Sum(b.Input("x", 513, 300), 0))
+		}},
+		{name: "sum_few_outputs_long_axis", build: func(b *Builder) {
+			b.Output("y", b.Sum(b.Input("x", 2, 5000, 3), 1))
+		}, tol: 1e-4},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { runOpCase(t, c) })

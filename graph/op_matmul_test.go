@@ -54,8 +54,11 @@ func TestMatMul(t *testing.T) {
 			},
 		})
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { runOpCase(t, c) })
+	for _, kernels := range []string{"gpu", "cpu"} {
+		for _, c := range cases {
+			c.kernels = kernels
+			t.Run(kernels+"/"+c.name, func(t *testing.T) { runOpCase(t, c) })
+		}
 	}
 }
 

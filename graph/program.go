@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"time"
 
 	"github.com/neti-project/neti/shaders"
 	"github.com/neti-project/neti/vk"
@@ -15,6 +16,13 @@ type Options struct {
 	// ArenaBytes caps one device buffer of the activation, weight and I/O
 	// pools (0: the device's allocation limit, at most 1 GiB).
 	ArenaBytes int64
+	// Kernels picks kernel variants: "" chooses by device (CPU devices get
+	// the barrier-free variants that lavapipe runs fastest), "gpu" or "cpu"
+	// force one family (tests run both on the test device).
+	Kernels string
+	// Profile records a timestamp after every op so Profile() can say where
+	// a run's time goes (costs a little; for benchmarks and tuning).
+	Profile bool
 }
 
 // Stats describe a compiled program's memory and work.
@@ -38,6 +46,7 @@ type loc struct {
 // Program is a graph compiled for one device: memory planned, weights
 // uploaded, every dispatch recorded once. Run replays the recording.
 type Program struct {
+	opts    Options
 	dev     *vk.Device
 	g       *Graph
 	locs    map[int]loc // by root tensor id
@@ -54,74 +63,19 @@ type Program struct {
 // device cannot give, is an error naming the tensor.
 func Compile(dev *vk.Device, g *Graph, weights WeightSource, opts Options) (p *Program, err error) {
 	info := dev.Info()
-	p = &Program{dev: dev, g: g, locs: map[int]loc{}, kernels: map[string]*vk.Kernel{}}
+	p = &Program{opts: opts, dev: dev, g: g, locs: map[int]loc{}, kernels: map[string]*vk.Kernel{}}
 	defer func() {
 		if err != nil {
 			p.Close()
 			p = nil
 		}
 	}()
-	p.align = int64(info.MinStorageBufferOffsetAlignment)
-	if p.align < 16 {
-		p.align = 16
-	}
-	arena := opts.ArenaBytes
-	if arena <= 0 {
-		arena = 1 << 30
-	}
-	if lim := int64(info.MaxAllocation); lim > 0 && arena > lim {
-		arena = lim
-	}
-	if lim := int64(info.MaxBufferSize); lim > 0 && arena > lim {
-		arena = lim
-	}
-	maxBind := int64(info.MaxStorageBufferRange)
-	for _, t := range g.Tensors {
-		if t.view != nil {
-			continue
-		}
-		if sz := int64(t.Numel()) * 4; maxBind > 0 && sz > maxBind {
-			return nil, fmt.Errorf("graph: tensor %s %s needs %d bytes, more than one storage binding allows on %s (%d)", t.describe(), shapeStr(t.shape), sz, info.Name, maxBind)
-		}
-	}
-
-	// Persistent pools: weights/consts, inputs/outputs.
-	persistent := func(kinds ...Kind) (*pool, error) {
-		pl := newPool(arena, p.align)
-		for _, t := range g.Tensors {
-			if t.view != nil {
-				continue
-			}
-			keep := false
-			for _, k := range kinds {
-				keep = keep || t.kind == k
-			}
-			if kinds[0] == Input && t.kind == Activation && p.isOutput(t) {
-				keep = true
-			}
-			if keep {
-				if _, err := pl.alloc(t.id, int64(t.Numel())*4); err != nil {
-					return nil, fmt.Errorf("graph: %s: %w", t.describe(), err)
-				}
-			}
-		}
-		return pl, nil
-	}
-	wpool, err := persistent(Weight, Const)
+	pools, stats, err := plan(g, LimitsOf(info), opts)
 	if err != nil {
 		return nil, err
 	}
-	iopool, err := persistent(Input)
-	if err != nil {
-		return nil, err
-	}
-	apool, err := p.planActivations(arena)
-	if err != nil {
-		return nil, err
-	}
-	p.stats.WeightBytes = wpool.total()
-	p.stats.IOBytes = iopool.total()
-	p.stats.ActivationBytes = apool.total()
+	p.align, p.stats = pools.align, stats
+	wpool, iopool, apool := pools.w, pools.io, pools.act
 	for _, pl := range []*pool{wpool, iopool, apool} {
 		if err := p.materialize(pl); err != nil {
 			return nil, err
@@ -146,35 +100,127 @@ func (t *Tensor) describe() string {
 	return fmt.Sprintf("tensor %d", t.id)
 }
 
-// isOutput: outputs and assignment sources keep their own storage (they
-// must survive to the end of the run).
-func (p *Program) isOutput(t *Tensor) bool {
-	for _, o := range p.g.Outputs {
-		if o.root() == t {
-			return true
+// Limits are the device limits memory planning must respect.
+type Limits struct {
+	Name                  string
+	MaxAllocation         int64 // one buffer (0: no limit)
+	MaxStorageBufferRange int64 // one binding (0: no limit)
+	Align                 int64 // storage-buffer offset alignment
+}
+
+// LimitsOf reads a device's limits.
+func LimitsOf(info vk.DeviceInfo) Limits {
+	alloc := int64(info.MaxAllocation)
+	if b := int64(info.MaxBufferSize); b > 0 && (alloc == 0 || b < alloc) {
+		alloc = b
+	}
+	return Limits{Name: info.Name, MaxAllocation: alloc, MaxStorageBufferRange: int64(info.MaxStorageBufferRange), Align: int64(info.MinStorageBufferOffsetAlignment)}
+}
+
+type pools struct {
+	w, io, act *pool
+	align      int64
+}
+
+// Plan computes a graph's memory plan for a device's limits without a
+// device: the same numbers Compile would allocate (for --dry-run and
+// full-size planning on small machines).
+func Plan(g *Graph, l Limits, opts Options) (Stats, error) {
+	_, st, err := plan(g, l, opts)
+	return st, err
+}
+
+func plan(g *Graph, l Limits, opts Options) (pools, Stats, error) {
+	align := l.Align
+	if align < 16 {
+		align = 16
+	}
+	arena := opts.ArenaBytes
+	if arena <= 0 {
+		arena = 1 << 30
+	}
+	if l.MaxAllocation > 0 && arena > l.MaxAllocation {
+		arena = l.MaxAllocation
+	}
+	for _, t := range g.Tensors {
+		if t.view != nil {
+			continue
+		}
+		if sz := int64(t.Numel()) * 4; l.MaxStorageBufferRange > 0 && sz > l.MaxStorageBufferRange {
+			return pools{}, Stats{}, fmt.Errorf("graph: tensor %s %s needs %d bytes, more than one storage binding allows on %s (%d)", t.describe(), shapeStr(t.shape), sz, l.Name, l.MaxStorageBufferRange)
 		}
 	}
-	for _, a := range p.g.Assigns {
-		if a.Src.root() == t {
-			return true
+	isOut := outputRoots(g)
+	persistent := func(kinds ...Kind) (*pool, error) {
+		pl := newPool(arena, align)
+		for _, t := range g.Tensors {
+			if t.view != nil {
+				continue
+			}
+			keep := false
+			for _, k := range kinds {
+				keep = keep || t.kind == k
+			}
+			if kinds[0] == Input && t.kind == Activation && isOut[t.id] {
+				keep = true
+			}
+			if keep {
+				if _, err := pl.alloc(t.id, int64(t.Numel())*4); err != nil {
+					return nil, fmt.Errorf("graph: %s: %w", t.describe(), err)
+				}
+			}
+		}
+		return pl, nil
+	}
+	var ps pools
+	var err error
+	ps.align = align
+	if ps.w, err = persistent(Weight, Const); err != nil {
+		return ps, Stats{}, err
+	}
+	if ps.io, err = persistent(Input); err != nil {
+		return ps, Stats{}, err
+	}
+	if ps.act, err = planActivations(g, isOut, arena, align); err != nil {
+		return ps, Stats{}, err
+	}
+	st := Stats{WeightBytes: ps.w.total(), IOBytes: ps.io.total(), ActivationBytes: ps.act.total()}
+	for _, pl := range []*pool{ps.w, ps.io, ps.act} {
+		for _, a := range pl.arenas {
+			if a.high > 0 {
+				st.Buffers++
+			}
 		}
 	}
-	return false
+	return ps, st, nil
+}
+
+// outputRoots marks the storage of outputs and assignment sources: they
+// keep their own memory (they must survive to the end of the run).
+func outputRoots(g *Graph) map[int]bool {
+	m := map[int]bool{}
+	for _, o := range g.Outputs {
+		m[o.root().id] = true
+	}
+	for _, a := range g.Assigns {
+		m[a.Src.root().id] = true
+	}
+	return m
 }
 
 // planActivations assigns activation storage by liveness: a tensor's memory
 // is free again after the last node that reads it (or a view of it).
-func (p *Program) planActivations(arena int64) (*pool, error) {
+func planActivations(g *Graph, isOut map[int]bool, arena, align int64) (*pool, error) {
 	last := map[int]int{}
-	for i, n := range p.g.Nodes {
+	for i, n := range g.Nodes {
 		for _, t := range n.In {
 			last[t.root().id] = i
 		}
 	}
-	pl := newPool(arena, p.align)
-	for i, n := range p.g.Nodes {
+	pl := newPool(arena, align)
+	for i, n := range g.Nodes {
 		out := n.Out
-		if !p.isOutput(out) {
+		if !isOut[out.id] {
 			if _, err := pl.alloc(out.id, int64(out.Numel())*4); err != nil {
 				return nil, fmt.Errorf("graph: %s: %w", out.describe(), err)
 			}
@@ -184,11 +230,11 @@ func (p *Program) planActivations(arena int64) (*pool, error) {
 		}
 		for _, t := range n.In {
 			r := t.root()
-			if r.kind == Activation && !p.isOutput(r) && last[r.id] == i {
+			if r.kind == Activation && !isOut[r.id] && last[r.id] == i {
 				pl.free(r.id)
 			}
 		}
-		if last[out.id] == i && !p.isOutput(out) {
+		if last[out.id] == i && !isOut[out.id] {
 			pl.free(out.id)
 		}
 	}
@@ -213,7 +259,6 @@ func (p *Program) materialize(pl *pool) error {
 	for id, pos := range pl.placed {
 		p.locs[id] = loc{buf: bufs[pos.arena], off: pos.off, len: pos.size}
 	}
-	p.stats.Buffers = len(p.bufs)
 	return nil
 }
 
@@ -364,9 +409,15 @@ func (p *Program) record() error {
 		// run's dispatches.
 		rec.Barrier()
 	}
+	if p.opts.Profile {
+		rec.Timestamp("start")
+	}
 	for _, n := range p.g.Nodes {
 		if err := n.Op.record(r, n); err != nil {
 			return fmt.Errorf("graph: record %s: %w", n.describe(), err)
+		}
+		if p.opts.Profile {
+			rec.Timestamp(n.Op.Name())
 		}
 	}
 	if len(p.g.Assigns) > 0 {
@@ -489,6 +540,18 @@ func (r *recorder) grid(n int) [3]uint32 {
 	return [3]uint32{uint32(lim), uint32((n + lim - 1) / lim), 1}
 }
 
+// cpuKernels says whether to use the variants tuned for CPU Vulkan
+// devices: no shared-memory tiles, no barriers.
+func (r *recorder) cpuKernels() bool {
+	switch r.p.opts.Kernels {
+	case "cpu":
+		return true
+	case "gpu":
+		return false
+	}
+	return r.p.dev.Info().Type == "cpu"
+}
+
 func f32(v float32) uint32 { return math.Float32bits(v) }
 
 func b32(v bool) uint32 {
@@ -521,4 +584,39 @@ func (p *Program) Poison() error {
 		}
 	}
 	return nil
+}
+
+// OpTime is the time a run spent in one kind of op.
+type OpTime struct {
+	Op    string
+	Count int
+	Time  time.Duration
+}
+
+// Profile sums the last run's time per op kind, largest first (needs
+// Options.Profile).
+func (p *Program) Profile() ([]OpTime, error) {
+	if !p.opts.Profile {
+		return nil, fmt.Errorf("graph: program compiled without Options.Profile")
+	}
+	ts, err := p.rec.Timings()
+	if err != nil {
+		return nil, err
+	}
+	by := map[string]*OpTime{}
+	for i := 1; i < len(ts); i++ {
+		o := by[ts[i].Label]
+		if o == nil {
+			o = &OpTime{Op: ts[i].Label}
+			by[ts[i].Label] = o
+		}
+		o.Count++
+		o.Time += ts[i].Since - ts[i-1].Since
+	}
+	out := make([]OpTime, 0, len(by))
+	for _, o := range by {
+		out = append(out, *o)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Time > out[j].Time })
+	return out, nil
 }

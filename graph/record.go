@@ -15,8 +15,13 @@ func (o matmulOp) record(r *recorder, n *Node) error {
 		strideB = 0
 	}
 	push := []uint32{uint32(o.m), uint32(o.n), uint32(o.k), uint32(o.m * o.k), uint32(strideB), uint32(o.m * o.n)}
+	spec := []uint32{b32(o.transA), b32(o.transB), b32(o.bias)}
+	if r.cpuKernels() && ceilDiv(o.m, 8) <= 65535 {
+		groups := [3]uint32{uint32(ceilDiv(o.n, 256)), uint32(ceilDiv(o.m, 8)), uint32(o.batch)}
+		return r.dispatch("matmul_rows", spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+	}
 	groups := [3]uint32{uint32(ceilDiv(o.n, 64)), uint32(ceilDiv(o.m, 64)), uint32(o.batch)}
-	return r.dispatch("matmul", []uint32{b32(o.transA), b32(o.transB), b32(o.bias)}, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+	return r.dispatch("matmul", spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
 }
 
 func (o activationOp) record(r *recorder, n *Node) error {
@@ -44,7 +49,8 @@ func (o binaryOp) record(r *recorder, n *Node) error {
 		sa *= o.aShape[i]
 		sb *= o.bShape[i]
 	}
-	return r.dispatch("binary", []uint32{uint32(o.kind)}, push, r.grid(ceilDiv(total, 256)), n.In, []*Tensor{n.Out})
+	same := sameShape(o.aShape, o.out) && sameShape(o.bShape, o.out)
+	return r.dispatch("binary", []uint32{uint32(o.kind), b32(same)}, push, r.grid(ceilDiv(total, 256)), n.In, []*Tensor{n.Out})
 }
 
 // errNoKernel marks ops whose shader is not written yet; Compile fails with

@@ -8,7 +8,7 @@ import (
 // GPU recording of conv2d, groupnorm and layernorm.
 
 const (
-	convTile   = 64           // output channels and output pixels per conv2d workgroup (conv2d.comp BM, BN)
+	convPixels = 64           // output pixels per conv2d workgroup (conv2d.comp BN)
 	gnGroup    = 128          // invocations per groupnorm workgroup (groupnorm_stats.glsl GN_WG)
 	gnMinChunk = 32 * gnGroup // elements per groupnorm chunk, at least
 	gnMaxParts = 256          // chunks per group, at most
@@ -21,12 +21,13 @@ func (o conv2dOp) record(r *recorder, n *Node) error {
 		bias = n.In[2]
 	}
 	pix := o.ho * o.wo
-	pixTiles, oTiles := ceilDiv(pix, convTile), ceilDiv(o.o, convTile)
+	tm := convRows(o.o)
+	pixTiles, oTiles := ceilDiv(pix, convPixels), ceilDiv(o.o, 16*tm)
 	z := o.n * oTiles
 	if lim := int(r.p.dev.Info().MaxWorkgroupCount[2]); z > 65535 || (lim > 0 && z > lim) {
 		return fmt.Errorf("conv2d: %d images x %d channel tiles exceed the workgroup grid", o.n, oTiles)
 	}
-	if pix > math.MaxUint32/convTile || o.c*o.kh*o.kw > math.MaxInt32 {
+	if pix > math.MaxUint32/convPixels || o.c*o.kh*o.kw > math.MaxInt32 {
 		return fmt.Errorf("conv2d: output %dx%d or patch %dx%dx%d too large", o.ho, o.wo, o.c, o.kh, o.kw)
 	}
 	groups := r.grid(pixTiles)
@@ -36,8 +37,21 @@ func (o conv2dOp) record(r *recorder, n *Node) error {
 		uint32(o.p.StrideH), uint32(o.p.StrideW), uint32(o.p.PadTop), uint32(o.p.PadLeft),
 		uint32(pixTiles), uint32(oTiles),
 	}
-	spec := []uint32{uint32(o.kh), uint32(o.kw), b32(o.bias)}
+	spec := []uint32{uint32(o.kh), uint32(o.kw), b32(o.bias), uint32(tm)}
 	return r.dispatch("conv2d", spec, push, groups, []*Tensor{x, w, bias}, []*Tensor{n.Out})
+}
+
+// convRows is conv2d.comp's TM, output channels per invocation: a
+// workgroup covers 16*TM channels, so few output channels get a narrow tile
+// instead of computing 64 to keep 3.
+func convRows(channels int) int {
+	switch {
+	case channels <= 16:
+		return 1
+	case channels <= 32:
+		return 2
+	}
+	return 4
 }
 
 // gnChunking splits a group of gsize elements into chunks: at least

@@ -54,5 +54,11 @@ func (o timestepOp) record(r *recorder, n *Node) error {
 
 func (o reduceOp) record(r *recorder, n *Node) error {
 	push := []uint32{uint32(o.outer), uint32(o.axis), uint32(o.inner), b32(o.mean)}
-	return r.dispatch("reduce", nil, push, r.grid(o.outer*o.inner), n.In, []*Tensor{n.Out})
+	outs := o.outer * o.inner
+	// Enough outputs to fill the device with one invocation each: walk the
+	// axis serially; otherwise a workgroup tree per output.
+	if outs >= 256 || r.cpuKernels() && outs*8 >= o.axis {
+		return r.dispatch("reduce", []uint32{0}, push, r.grid(ceilDiv(outs, 256)), n.In, []*Tensor{n.Out})
+	}
+	return r.dispatch("reduce", []uint32{1}, push, r.grid(outs), n.In, []*Tensor{n.Out})
 }

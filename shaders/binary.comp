@@ -1,9 +1,11 @@
 #version 450
 // binary: out = a (op) b with numpy broadcasting up to rank 6. Broadcast
-// dimensions have stride 0, so one index computation serves every case.
+// dimensions have stride 0, so one index computation serves every case;
+// when neither operand broadcasts (SAME) the index is used directly.
 #include "common.glsl"
 layout(local_size_x = 256) in;
 layout(constant_id = 0) const uint OP = 0; // 0 add, 1 mul, 2 sub, 3 div
+layout(constant_id = 1) const bool SAME = false;
 layout(std430, binding = 0) readonly buffer A { float a[]; };
 layout(std430, binding = 1) readonly buffer B { float b[]; };
 layout(std430, binding = 2) writeonly buffer O { float o[]; };
@@ -17,12 +19,17 @@ layout(push_constant) uniform P {
 void main() {
     uint i = linearGroup() * 256 + gl_LocalInvocationID.x;
     if (i >= p.n) return;
-    uint rem = i, ia = 0, ib = 0;
-    for (int d = 5; d >= 0; d--) {
-        uint c = rem % p.dims[d];
-        rem /= p.dims[d];
-        ia += c * p.sa[d];
-        ib += c * p.sb[d];
+    uint ia = i, ib = i;
+    if (!SAME) {
+        uint rem = i;
+        ia = 0;
+        ib = 0;
+        for (int d = 5; d >= 0; d--) {
+            uint c = rem % p.dims[d];
+            rem /= p.dims[d];
+            ia += c * p.sa[d];
+            ib += c * p.sb[d];
+        }
     }
     float x = a[ia], y = b[ib];
     o[i] = OP == 0 ? x + y : (OP == 1 ? x * y : (OP == 2 ? x - y : x / y));

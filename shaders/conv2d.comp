@@ -4,8 +4,8 @@
 // k = (c*KH+ky)*KW+kx. The weight [O,C,KH,KW] already is W[O][K]; the
 // patch matrix X' is never stored: its tile is gathered from x on the fly,
 // zero outside the image (padding, asymmetric allowed). A workgroup of 16x16
-// threads computes a 64 channels x 64 pixels tile, 4x4 per thread, staging
-// K-slices of depth 16 in shared memory like matmul.comp.
+// threads computes a BM channels x 64 pixels tile, TM x 4 per thread,
+// staging K-slices of depth 16 in shared memory like matmul.comp.
 //
 // Grid: x,y = output-pixel tile (linear, split for the per-dimension limit),
 // z = image * out-channel tiles.
@@ -16,6 +16,10 @@ layout(local_size_x = 16, local_size_y = 16) in;
 layout(constant_id = 0) const uint KH = 3;
 layout(constant_id = 1) const uint KW = 3;
 layout(constant_id = 2) const bool HAS_BIAS = false;
+// Output channels per invocation: 4, or 2 and 1 for convolutions with few
+// output channels (conv_out has 3 or 4), which would otherwise compute a
+// 64-channel tile to keep a handful.
+layout(constant_id = 3) const uint TM = 4;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer Wt { float w[]; };
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
@@ -26,8 +30,8 @@ layout(push_constant) uniform P {
     uint pixTiles, oTiles;
 } p;
 
-const uint BM = 64, BN = 64, BK = 16;
-shared float As[BK][BM + 1];
+const uint BM = 16 * TM, BN = 64, BK = 16;
+shared float As[BK][64 + 1]; // sized for TM = 4
 shared float Bs[BK][BN + 1];
 
 void main() {
@@ -56,12 +60,15 @@ void main() {
     for (uint i = 0; i < 4; i++) for (uint j = 0; j < 4; j++) acc[i][j] = 0.0;
 
     for (uint k0 = 0; k0 < K; k0 += BK) {
-        for (uint e = 0; e < 4; e++) {
+        for (uint e = 0; e < TM; e++) {
             uint idx = tid + e * 256;
             // Weight tile: consecutive threads walk k, which is contiguous.
             uint kk = idx % BK, r = idx / BK;
             uint o = o0 + r, k = k0 + kk;
             As[kk][r] = (o < p.O && k < K) ? w[o * K + k] : 0.0;
+        }
+        for (uint e = 0; e < 4; e++) {
+            uint idx = tid + e * 256;
             // Patch tile: consecutive threads walk pixels, so for stride 1
             // the loads are contiguous along a row of x.
             uint kb = idx / BN, cc = idx % BN;
@@ -81,14 +88,14 @@ void main() {
         barrier();
         for (uint kk = 0; kk < BK; kk++) {
             float av[4], bv[4];
-            for (uint i = 0; i < 4; i++) av[i] = As[kk][ty + 16 * i];
+            for (uint i = 0; i < TM; i++) av[i] = As[kk][ty + 16 * i];
             for (uint j = 0; j < 4; j++) bv[j] = Bs[kk][tx + 16 * j];
-            for (uint i = 0; i < 4; i++) for (uint j = 0; j < 4; j++) acc[i][j] += av[i] * bv[j];
+            for (uint i = 0; i < TM; i++) for (uint j = 0; j < 4; j++) acc[i][j] += av[i] * bv[j];
         }
         barrier();
     }
     uint yBase = img * p.O * P;
-    for (uint i = 0; i < 4; i++) {
+    for (uint i = 0; i < TM; i++) {
         uint o = o0 + ty + 16 * i;
         if (o >= p.O) continue;
         float b0 = HAS_BIAS ? bias[o] : 0.0;

@@ -1,16 +1,38 @@
 #version 450
-// reduce: sum (or mean) over the middle axis of [outer, axis, inner]. One
-// workgroup per output element; 256 threads stride over the axis and a
-// shared-memory tree combines them (fp32 accumulation, pairwise order,
-// which also keeps the rounding error small on long axes).
+// reduce: sum (or mean) over the middle axis of [outer, axis, inner].
+// Two strategies, chosen by a specialization constant:
+//  TREE: one workgroup per output, 256 invocations stride over the axis
+//        and a shared-memory tree combines them (few outputs, long axes);
+//  otherwise one invocation per output walks the axis serially: no
+//        barriers, coalesced reads along inner (many outputs; on CPU Vulkan
+//        a barrier costs a coroutine switch per invocation).
+#include "common.glsl"
 layout(local_size_x = 256) in;
+layout(constant_id = 0) const bool TREE = true;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) writeonly buffer O { float o[]; };
 layout(push_constant) uniform P { uint outer, axis, inner, mean; } p;
 shared float part[256];
 
 void main() {
-    uint out_ = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+    if (!TREE) {
+        uint out_ = linearGroup() * 256 + gl_LocalInvocationID.x;
+        if (out_ >= p.outer * p.inner) return;
+        uint oi = out_ / p.inner, ii = out_ % p.inner;
+        uint base = oi * p.axis * p.inner + ii;
+        // Pairs of partial sums keep the rounding error closer to a tree's.
+        float s0 = 0.0, s1 = 0.0;
+        uint a = 0;
+        for (; a + 1 < p.axis; a += 2) {
+            s0 += x[base + a * p.inner];
+            s1 += x[base + (a + 1) * p.inner];
+        }
+        if (a < p.axis) s0 += x[base + a * p.inner];
+        float s = s0 + s1;
+        o[out_] = p.mean != 0u ? s / float(p.axis) : s;
+        return;
+    }
+    uint out_ = linearGroup();
     if (out_ >= p.outer * p.inner) return; // whole workgroup returns together
     uint oi = out_ / p.inner, ii = out_ % p.inner;
     uint base = oi * p.axis * p.inner + ii;

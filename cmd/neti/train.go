@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/model/neti"
 	"github.com/neti-project/neti/plugin"
 	"github.com/neti-project/neti/vk"
@@ -104,18 +105,25 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dev.Close()
-	tr, err := neti.NewTrainer(dev, base, concept, imgs, size, neti.TrainOptions{
-		Batch: *batch, Accum: *accum, LR: *lr, Templates: templates, Seed: *seed, DropoutProb: 0.5})
+	topts := neti.TrainOptions{Batch: *batch, Accum: *accum, LR: *lr, Templates: templates, Seed: *seed, DropoutProb: 0.5}
+	if *dryRun {
+		st, err := neti.PlanTraining(base, concept, size, topts, graph.LimitsOf(dev.Info()))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "plan: train %s on %s\n  images: %d (%s) at %dx%d\n  steps: %d optimizer steps of %d micro-batches of %d (lr %g)\n  device: %s\n  planned peak device memory: %s (weights %s, inputs/outputs/optimizer state %s, activations %s)\n",
+			*token, base.Name, len(imgs), strings.Join(names, ", "), size, size, *steps, *accum, *batch, *lr*float64(*batch**accum),
+			dev.Info().Name, bytesStr(uint64(st.PeakBytes())), bytesStr(uint64(st.WeightBytes)), bytesStr(uint64(st.IOBytes)), bytesStr(uint64(st.ActivationBytes)))
+		return nil
+	}
+	tr, err := neti.NewTrainer(dev, base, concept, imgs, size, topts)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
-	if *dryRun || !*quiet {
-		fmt.Fprintf(stderr, "train %s on %s: %d images (%s) at %dx%d, %d steps of %d x %d, lr %g, device %s, planned peak device memory %s\n",
-			*token, base.Name, len(imgs), strings.Join(names, ", "), size, size, *steps, *batch, *accum, *lr*float64(*batch**accum), dev.Info().Name, bytesStr(uint64(tr.PeakBytes())))
-	}
-	if *dryRun {
-		return nil
+	if !*quiet {
+		fmt.Fprintf(stderr, "train %s on %s: %d images at %dx%d, %d steps of %d x %d, lr %g, device %s, planned peak device memory %s\n",
+			*token, base.Name, len(imgs), size, size, *steps, *batch, *accum, *lr*float64(*batch**accum), dev.Info().Name, bytesStr(uint64(tr.PeakBytes())))
 	}
 	save := func(path string, compact bool) error {
 		c, err := tr.Snapshot()

@@ -35,7 +35,8 @@ type StepShape struct {
 //	keep            [L*B, hidden]  nested-dropout keep masks
 //	ids             [L*B, seq]     token ids, placeholder replaced by any valid id
 //	mask            [L*B, seq, 1]  1 at the placeholder
-//	opt             [4]            (apply, lr, 1/(1-β1^t), 1/(1-β2^t)); apply 0 accumulates only
+//	opt             [5]            (apply, lr, 1/(1-β1^t), 1/(1-β2^t), accumulate); apply 0 only
+//	                               accumulates; accumulate 0 leaves all state untouched (evaluation)
 //	param.<name>, m.<name>, v.<name>, acc.<name>: mapper parameters and AdamW/accumulation state
 type Step struct {
 	Loss   *graph.Tensor
@@ -110,11 +111,12 @@ func BuildStep(b *graph.Builder, c *plugin.Concept, tc clip.Config, uc unet.Conf
 	st.Pred = pred
 
 	grads := b.Grad(st.Loss, nil, order...)
-	optIn := b.Input("opt", 4)
+	optIn := b.Input("opt", 5)
 	apply := b.Slice(optIn, 0, 0, 1)
 	lr := b.Slice(optIn, 0, 1, 2)
 	bc1 := b.Slice(optIn, 0, 2, 3)
 	bc2 := b.Slice(optIn, 0, 3, 4)
+	accOn := b.Slice(optIn, 0, 4, 5)
 	one := b.Const([]float32{1}, 1)
 	keepAcc := b.Sub(one, apply) // accumulators restart after an update
 	for i, g := range grads {
@@ -125,7 +127,7 @@ func BuildStep(b *graph.Builder, c *plugin.Concept, tc clip.Config, uc unet.Conf
 		acc := b.Input("acc."+name, shape...)
 		m := b.Input("m."+name, shape...)
 		v := b.Input("v."+name, shape...)
-		total := b.Add(acc, b.Scale(g, float32(opt.AccumScale)))
+		total := b.Add(acc, b.Mul(accOn, b.Scale(g, float32(opt.AccumScale))))
 		// AdamW (decoupled weight decay), applied only when apply = 1:
 		// m' = m + apply*(1-β1)(g-m), v' = v + apply*(1-β2)(g²-v),
 		// p' = p - apply*lr*(wd*p + m̂'/(sqrt(v̂')+ε)).

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/fixtures"
@@ -44,7 +45,7 @@ func stepInputs(t *testing.T, c *plugin.Concept, s StepShape, ids64 []int64, pla
 		t.Fatal(err)
 	}
 	B, L := s.Batch, s.Layers
-	in := map[string][]float32{"latents": latents, "noise": noise, "opt": {0, 0, 1, 1}}
+	in := map[string][]float32{"latents": latents, "noise": noise, "opt": {0, 0, 1, 1, 0}}
 	var sa, sb, tt, mt, ml, ids, mask []float32
 	for _, x := range ts {
 		acp := float64(tables.AlphasCumprod[x])
@@ -143,18 +144,36 @@ func TestTrainStepFixture(t *testing.T) {
 	if dev == nil {
 		return
 	}
-	p, err := graph.Compile(dev, g, weights, graph.Options{})
+	t0 := time.Now()
+	p, err := graph.Compile(dev, g, weights, graph.Options{Profile: os.Getenv("NETI_TIME_RUNS") == "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	t.Logf("compile %v", time.Since(t0))
 	for k, v := range in {
 		if err := p.SetInput(k, v); err != nil {
 			t.Fatal(err)
 		}
 	}
+	t0 = time.Now()
 	if err := p.Run(); err != nil {
 		t.Fatal(err)
+	}
+	t.Logf("first run %v", time.Since(t0))
+	if os.Getenv("NETI_TIME_RUNS") == "1" {
+		t0 = time.Now()
+		if err := p.Run(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("second run %v", time.Since(t0))
+		prof, err := p.Profile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range prof {
+			t.Logf("%-22s %5d %v", o.Op, o.Count, o.Time)
+		}
 	}
 	res := map[string][]float32{}
 	for _, name := range g.OutList {

@@ -141,18 +141,11 @@ func NewTrainer(dev *vk.Device, b *Base, c *plugin.Concept, images [][]float32, 
 	if err := t.encodeImages(dev, images, res); err != nil {
 		return nil, err
 	}
-	t.shape = StepShape{Batch: o.Batch, Seq: tok.MaxLength(), LatentC: b.VAE.LatentChannels, LatentH: res / f, LatentW: res / f,
-		Layers: b.UNet.CrossAttentionLayers(), TextHidden: b.Text.Hidden, MapperHidden: c.Arch.Hidden}
-	gb := graph.NewBuilder()
-	st, err := BuildStep(gb, c, b.Text, b.UNet, t.shape, DefaultOptimizer(o.Accum))
+	g, shape, err := stepGraph(b, c, res, o)
 	if err != nil {
 		return nil, err
 	}
-	gb.Output("loss", st.Loss)
-	g, err := gb.Build()
-	if err != nil {
-		return nil, err
-	}
+	t.shape = shape
 	if t.prog, err = graph.Compile(dev, g, b.Weights, graph.Options{}); err != nil {
 		return nil, fmt.Errorf("neti: train: %w", err)
 	}
@@ -171,6 +164,30 @@ func NewTrainer(dev *vk.Device, b *Base, c *plugin.Concept, images [][]float32, 
 	}
 	t.started = time.Now()
 	return t, nil
+}
+
+func stepGraph(b *Base, c *plugin.Concept, res int, o TrainOptions) (*graph.Graph, StepShape, error) {
+	f := b.VAE.Factor()
+	shape := StepShape{Batch: o.Batch, Seq: b.Tokenizer.MaxLength(), LatentC: b.VAE.LatentChannels, LatentH: res / f, LatentW: res / f,
+		Layers: b.UNet.CrossAttentionLayers(), TextHidden: b.Text.Hidden, MapperHidden: c.Arch.Hidden}
+	gb := graph.NewBuilder()
+	st, err := BuildStep(gb, c, b.Text, b.UNet, shape, DefaultOptimizer(o.Accum))
+	if err != nil {
+		return nil, shape, err
+	}
+	gb.Output("loss", st.Loss)
+	g, err := gb.Build()
+	return g, shape, err
+}
+
+// PlanTraining is the memory plan of the training step for a device's
+// limits, computed without allocating anything (neti train --dry-run).
+func PlanTraining(b *Base, c *plugin.Concept, res int, o TrainOptions, l graph.Limits) (graph.Stats, error) {
+	g, _, err := stepGraph(b, c, res, o)
+	if err != nil {
+		return graph.Stats{}, err
+	}
+	return graph.Plan(g, l, graph.Options{})
 }
 
 // PeakBytes is the training program's planned peak device memory.
@@ -219,16 +236,21 @@ func (t *Trainer) encodeImages(dev *vk.Device, images [][]float32, res int) erro
 }
 
 // pick draws the next image like a shuffled data loader: every image once
-// per epoch, flipped with probability 1/2.
-func (t *Trainer) pick() latentDist {
+// per epoch, flipped with probability 1/2. Evaluation draws freely.
+func (t *Trainer) pick(rng *rand.Rand, epoch bool) latentDist {
 	n := len(t.latents) / 2
-	if t.next >= len(t.order) {
-		t.order = t.rng.Perm(n)
-		t.next = 0
+	var i int
+	if epoch {
+		if t.next >= len(t.order) {
+			t.order = rng.Perm(n)
+			t.next = 0
+		}
+		i = t.order[t.next]
+		t.next++
+	} else {
+		i = rng.IntN(n)
 	}
-	i := t.order[t.next]
-	t.next++
-	if t.rng.Float64() < 0.5 {
+	if rng.Float64() < 0.5 {
 		i += n
 	}
 	return t.latents[i]
@@ -240,7 +262,9 @@ func (t *Trainer) Step() (float64, error) {
 	var total float64
 	for micro := 0; micro < t.opts.Accum; micro++ {
 		apply := micro == t.opts.Accum-1
-		loss, err := t.micro(apply)
+		step := float64(t.step + 1)
+		opt := []float32{b2f(apply), float32(t.lr), float32(1 / (1 - math.Pow(0.9, step))), float32(1 / (1 - math.Pow(0.999, step))), 1}
+		loss, err := t.run(t.prepare(t.rng, true, t.opts.DropoutProb), opt)
 		if err != nil {
 			return 0, fmt.Errorf("neti: train step %d: %w", t.step+1, err)
 		}
@@ -253,7 +277,43 @@ func (t *Trainer) Step() (float64, error) {
 	return total / float64(t.opts.Accum), nil
 }
 
-func (t *Trainer) micro(apply bool) (float64, error) {
+// EvalLoss is the mean loss over batches micro-batches drawn from seed
+// (fixed images, flips, timesteps, noise and captions; no dropout), without
+// changing the parameters or the optimizer state: the same seed gives a
+// comparable number before and after training.
+func (t *Trainer) EvalLoss(seed uint64, batches int) (float64, error) {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	var total float64
+	for k := 0; k < batches; k++ {
+		loss, err := t.run(t.prepare(rng, false, 0), []float32{0, 0, 1, 1, 0})
+		if err != nil {
+			return 0, err
+		}
+		total += loss
+	}
+	return total / float64(batches), nil
+}
+
+func (t *Trainer) run(in map[string][]float32, opt []float32) (float64, error) {
+	in["opt"] = opt
+	for name, v := range in {
+		if err := t.prog.SetInput(name, v); err != nil {
+			return 0, err
+		}
+	}
+	if err := t.prog.Run(); err != nil {
+		return 0, err
+	}
+	l, err := t.prog.Output("loss")
+	if err != nil {
+		return 0, err
+	}
+	return float64(l[0]), nil
+}
+
+// prepare draws one micro-batch: latents sampled from the images' latent
+// distributions, timesteps, noise, captions and nested-dropout masks.
+func (t *Trainer) prepare(rng *rand.Rand, epoch bool, dropout float64) map[string][]float32 {
 	s, B, L := t.shape, t.shape.Batch, t.shape.Layers
 	lat := s.LatentC * s.LatentH * s.LatentW
 	latents := make([]float32, 0, B*lat)
@@ -261,22 +321,22 @@ func (t *Trainer) micro(apply bool) (float64, error) {
 	sa, sb, ts := make([]float32, B), make([]float32, B), make([]float32, B)
 	scale := float64(t.base.VAE.ScalingFactor)
 	for bi := 0; bi < B; bi++ {
-		d := t.pick()
+		d := t.pick(rng, epoch)
 		for i := range d.mean {
-			latents = append(latents, float32((float64(d.mean[i])+float64(d.std[i])*t.rng.NormFloat64())*scale))
+			latents = append(latents, float32((float64(d.mean[i])+float64(d.std[i])*rng.NormFloat64())*scale))
 		}
-		tt := t.rng.IntN(len(t.base.Tables.AlphasCumprod))
+		tt := rng.IntN(len(t.base.Tables.AlphasCumprod))
 		acp := float64(t.base.Tables.AlphasCumprod[tt])
 		sa[bi], sb[bi], ts[bi] = float32(math.Sqrt(acp)), float32(math.Sqrt(1-acp)), float32(tt)
 	}
 	for i := range noise {
-		noise[i] = float32(t.rng.NormFloat64())
+		noise[i] = float32(rng.NormFloat64())
 	}
 	ids := make([]float32, 0, L*B*s.Seq)
 	mask := make([]float32, 0, L*B*s.Seq)
 	rowIDs := make([][]int, B)
 	for bi := range rowIDs {
-		tpl := t.opts.Templates[t.rng.IntN(len(t.opts.Templates))]
+		tpl := t.opts.Templates[rng.IntN(len(t.opts.Templates))]
 		padded, _, _ := t.base.Tokenizer.EncodePadded(strings.ReplaceAll(tpl, "{}", t.concept.Token))
 		rowIDs[bi] = padded
 	}
@@ -285,12 +345,12 @@ func (t *Trainer) micro(apply bool) (float64, error) {
 	for l := 0; l < L; l++ {
 		// Nested dropout: per mapper call (layer), with probability p, each
 		// item keeps only its first k ~ U{0..hidden-1} hidden units.
-		drop := t.rng.Float64() < t.opts.DropoutProb
+		drop := dropout > 0 && rng.Float64() < dropout
 		for bi := 0; bi < B; bi++ {
 			mt, ml = append(mt, ts[bi]), append(ml, float32(l))
 			k := s.MapperHidden
 			if drop {
-				k = t.rng.IntN(s.MapperHidden)
+				k = rng.IntN(s.MapperHidden)
 			}
 			for j := 0; j < s.MapperHidden; j++ {
 				keep = append(keep, b2f(j < k))
@@ -304,22 +364,8 @@ func (t *Trainer) micro(apply bool) (float64, error) {
 			}
 		}
 	}
-	step := float64(t.step + 1)
-	opt := []float32{b2f(apply), float32(t.lr), float32(1 / (1 - math.Pow(0.9, step))), float32(1 / (1 - math.Pow(0.999, step)))}
-	for name, v := range map[string][]float32{"latents": latents, "noise": noise, "sqrt_acp": sa, "sqrt_1m_acp": sb,
-		"timesteps": ts, "map_t": mt, "map_l": ml, "keep": keep, "ids": ids, "mask": mask, "opt": opt} {
-		if err := t.prog.SetInput(name, v); err != nil {
-			return 0, err
-		}
-	}
-	if err := t.prog.Run(); err != nil {
-		return 0, err
-	}
-	l, err := t.prog.Output("loss")
-	if err != nil {
-		return 0, err
-	}
-	return float64(l[0]), nil
+	return map[string][]float32{"latents": latents, "noise": noise, "sqrt_acp": sa, "sqrt_1m_acp": sb,
+		"timesteps": ts, "map_t": mt, "map_l": ml, "keep": keep, "ids": ids, "mask": mask}
 }
 
 func b2f(v bool) float32 {

@@ -1,0 +1,48 @@
+package graph
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+func TestZZBwdProbe(t *testing.T) {
+	var s attnShape
+	var l attnBwdLayout
+	var which string
+	fmt.Sscan(os.Getenv("PROBE"), &which, &s.batch, &s.nq, &s.nk, &s.heads, &s.dh, &s.dhv, &l.wg, &l.lanes, &l.rows)
+	op := attnOpOf(t, s)
+	b := NewBuilder()
+	q := b.Input("q", s.batch, s.nq, s.heads*s.dh)
+	k := b.Input("k", s.batch, s.nk, s.heads*s.dh)
+	v := b.Input("v", s.batch, s.nk, s.heads*s.dhv)
+	dout := b.Input("dout", s.batch, s.nq, s.heads*s.dhv)
+	out := b.Input("out", s.batch, s.nq, s.heads*s.dhv)
+	st := b.Input("st", s.batch, s.heads, s.nq, 2)
+	switch which {
+	case "stats":
+		b.Output("y", b.attnBackwardStats(op, q, k, out, dout, l))
+	case "q":
+		b.Output("y", b.attnBackwardQ(op, q, k, v, dout, st, l))
+	case "kv":
+		b.Output("y", b.attnBackwardKV(op, q, k, v, dout, st, l))
+	case "fwd":
+		b.Output("y", b.Attention(q, k, v, s.heads, 0, false))
+	}
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	p, err := Compile(device(t), g, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	t1 := time.Now()
+	for i := 0; i < 3; i++ {
+		p.Run()
+	}
+	t.Logf("%s compile %v run %v", which, t1.Sub(t0), time.Since(t1)/3)
+}

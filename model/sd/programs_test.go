@@ -1,0 +1,201 @@
+package sd
+
+import (
+	"fmt"
+	"testing"
+)
+
+// fp32 tolerance of single-pass model outputs against the references.
+const tol = 1e-4
+
+func ints(v []int64, rows int) [][]int {
+	n := len(v) / rows
+	out := make([][]int, rows)
+	for r := range out {
+		out[r] = make([]int, n)
+		for i := range out[r] {
+			out[r][i] = int(v[r*n+i])
+		}
+	}
+	return out
+}
+
+func TestTextEncoderGPU(t *testing.T) {
+	dev := device(t)
+	m := fixtureModel(t, "sd-tiny")
+	c := tinyCase(t, "text_encoder_ids")
+	ids, shape, err := c.InputInts("input_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	te, err := m.CompileTextEncoder(dev, TextEncoderOptions{Batch: shape[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer te.Close()
+	got, err := te.Encode(ints(ids, shape[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "last_hidden_state", got, tensor(t, c, true, "last_hidden_state"), tol)
+	pre, err := te.Program().Output(OutPreLN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := tensor(t, c, true, "hidden_states")
+	closeTo(t, "pre-LN output", pre, hs[len(hs)-len(pre):], tol)
+
+	if _, err := te.Encode(ints(ids[:77], 1)); err == nil {
+		t.Error("a batch of 1 for a batch-3 program was accepted")
+	}
+}
+
+// The UNet programs against diffusers: one context shared by all layers
+// (several timesteps, then one per batch item), per-layer contexts, and
+// NeTI-style per-layer keys and values.
+func TestUNetGPU(t *testing.T) {
+	dev := device(t)
+	m := fixtureModel(t, "sd-tiny")
+	eps := tinyCase(t, "unet_eps")
+	sample := tensor(t, eps, false, "sample")
+	ctx := tensor(t, eps, false, "encoder_hidden_states")
+
+	u, err := m.CompileUNet(dev, UNetOptions{Batch: 2, Height: 16, Width: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if err := u.SetContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ts []float32
+	if err := eps.Input("timesteps", &ts); err != nil {
+		t.Fatal(err)
+	}
+	want := tensor(t, eps, true, "noise_pred")
+	n := len(sample)
+	for i, tv := range ts {
+		got, err := u.Predict(sample, []float32{tv, tv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeTo(t, fmt.Sprint("unet_eps t=", tv), got, want[i*n:(i+1)*n], tol)
+	}
+
+	bt := tinyCase(t, "unet_batch_timesteps")
+	if err := bt.Input("timesteps", &ts); err != nil {
+		t.Fatal(err)
+	}
+	got, err := u.Predict(sample, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "unet_batch_timesteps", got, tensor(t, bt, true, "noise_pred"), tol)
+	if err := u.SetLayerContexts(nil, nil); err == nil {
+		t.Error("SetLayerContexts on a one-context UNet was accepted")
+	}
+
+	pl := tinyCase(t, "unet_per_layer")
+	var tp float32
+	if err := pl.Input("timestep", &tp); err != nil {
+		t.Fatal(err)
+	}
+	all := tensor(t, pl, false, "contexts")
+	layers := split(all, 16)
+	for _, mode := range []ContextMode{LayerContexts, LayerKeysValues} {
+		u, err := m.CompileUNet(dev, UNetOptions{Batch: 2, Height: 16, Width: 16, Context: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var values [][]float32
+		if mode == LayerKeysValues {
+			values = layers
+		}
+		if err := u.SetLayerContexts(layers, values); err != nil {
+			t.Fatal(err)
+		}
+		got, err := u.Predict(sample, []float32{tp, tp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeTo(t, "unet_per_layer", got, tensor(t, pl, true, "noise_pred"), tol)
+		u.Close()
+	}
+
+	nu := tinyCase(t, "neti_unet")
+	if err := nu.Input("timestep", &tp); err != nil {
+		t.Fatal(err)
+	}
+	u1, err := m.CompileUNet(dev, UNetOptions{Batch: 1, Height: 16, Width: 16, Context: LayerKeysValues})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u1.Close()
+	keys, values := split(tensor(t, nu, true, "context_keys"), 16), split(tensor(t, nu, true, "context_values"), 16)
+	for _, c := range []struct {
+		name   string
+		values [][]float32
+	}{{"noise_pred", values}, {"noise_pred_no_bypass", keys}} {
+		if err := u1.SetLayerContexts(keys, c.values); err != nil {
+			t.Fatal(err)
+		}
+		got, err := u1.Predict(tensor(t, nu, false, "sample"), []float32{tp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeTo(t, "neti_unet "+c.name, got, tensor(t, nu, true, c.name), tol)
+	}
+	if _, err := u1.Predict(sample, []float32{tp}); err == nil {
+		t.Error("a batch-2 sample was accepted by a batch-1 UNet")
+	}
+}
+
+func split(v []float32, n int) [][]float32 {
+	out := make([][]float32, n)
+	k := len(v) / n
+	for i := range out {
+		out[i] = v[i*k : (i+1)*k]
+	}
+	return out
+}
+
+func TestVAEGPU(t *testing.T) {
+	dev := device(t)
+	m := fixtureModel(t, "sd-tiny")
+	dc := tinyCase(t, "vae_decode")
+	d, err := m.CompileDecoder(dev, 16, 16, DecoderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Tiling().Tiled {
+		t.Fatalf("a 16x16 latent was tiled: %+v", d.Tiling())
+	}
+	img, err := d.Decode(tensor(t, dc, false, "z"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "vae_decode", img, tensor(t, dc, true, "image"), tol)
+
+	ec := tinyCase(t, "vae_encode")
+	e, err := m.CompileEncoder(dev, 128, 128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	post, err := e.Encode(tensor(t, ec, false, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "mean", post.Mean, tensor(t, ec, true, "mean"), tol)
+	closeTo(t, "logvar", post.LogVar, tensor(t, ec, true, "logvar"), tol)
+	closeTo(t, "std", post.Std, tensor(t, ec, true, "std"), tol)
+	z, err := post.Sample(tensor(t, ec, false, "eps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range z {
+		z[i] *= e.ScalingFactor()
+	}
+	closeTo(t, "latents_scaled", z, tensor(t, ec, true, "latents_scaled"), tol)
+}

@@ -1,0 +1,194 @@
+#version 450
+// attention_bwd_q: the query-gradient pass of the attention backward (see
+// graph/grad_conv_attention.go). Per query i,
+//   dq_i = scale * sum_j P_ij (dP_ij - D_i) k_j,
+// P_ij = exp2(s_ij - L_i), s_ij = scale*log2(e) q_i.k_j, dP_ij = dO_i.v_j,
+// with L and D from attention_bwd_stats. A workgroup owns BQ queries of one
+// (batch, head) and walks the keys in blocks of BK staged in shared memory;
+// since L is final, no running maximum or rescaling is needed.
+//
+// Thread layout as in attention.comp: LANES threads may share a query (each
+// owning vec4 chunks l, l+LANES, ... of the head, partial dots summed
+// through shared memory) and each thread owns RQ queries, so every vec4 it
+// reads from shared memory feeds RQ products.
+#include "common.glsl"
+layout(local_size_x_id = 4) in;
+layout(constant_id = 0) const uint DH = 40;   // q/k head dim
+layout(constant_id = 1) const uint DHV = 40;  // v head dim
+layout(constant_id = 2) const uint LANES = 1; // threads per query, dividing the workgroup
+layout(constant_id = 3) const uint RQ = 1;    // queries per thread
+const uint WG = gl_WorkGroupSize.x;
+const uint TQ = WG / LANES; // query slots per workgroup
+const uint BQ = TQ * RQ;    // queries per workgroup
+const uint BK = 16;         // keys per block
+const uint DH4 = (DH + 3) / 4;
+const uint DHV4 = (DHV + 3) / 4;
+const uint DQ = (DH4 + LANES - 1) / LANES;  // q/dq chunks per thread and query
+const uint DV = (DHV4 + LANES - 1) / LANES; // dO chunks per thread and query
+const uint PSTRIDE = 2 * BK + 1;            // scores then dP, padded
+const uint PARTS = LANES > 1 ? WG * RQ * PSTRIDE : 1;
+
+layout(std430, binding = 0) readonly buffer Q { float q[]; };
+layout(std430, binding = 1) readonly buffer K { float k[]; };
+layout(std430, binding = 2) readonly buffer V { float v[]; };
+layout(std430, binding = 3) readonly buffer G { float dout[]; };
+layout(std430, binding = 4) readonly buffer S { float stats[]; };
+layout(std430, binding = 5) writeonly buffer DQ_ { float dq[]; };
+layout(push_constant) uniform P {
+    uint nq, nk, heads;
+    uint qblocks; // ceil(nq / BQ)
+    uint groups;  // qblocks * batch * heads
+    uint causal;
+    float scale2; // softmax scale times log2(e)
+    float scale;  // softmax scale
+} p;
+
+shared vec4 Ks[BK * DH4];
+shared vec4 Vs[BK * DHV4];
+shared float part[PARTS];
+
+vec4 loadQ(uint base, uint c) {
+    vec4 r = vec4(0.0);
+    for (uint t = 0; t < 4; t++) if (4 * c + t < DH) r[t] = q[base + 4 * c + t];
+    return r;
+}
+vec4 loadK(uint base, uint c) {
+    vec4 r = vec4(0.0);
+    for (uint t = 0; t < 4; t++) if (4 * c + t < DH) r[t] = k[base + 4 * c + t];
+    return r;
+}
+vec4 loadV(uint base, uint c) {
+    vec4 r = vec4(0.0);
+    for (uint t = 0; t < 4; t++) if (4 * c + t < DHV) r[t] = v[base + 4 * c + t];
+    return r;
+}
+vec4 loadG(uint base, uint c) {
+    vec4 r = vec4(0.0);
+    for (uint t = 0; t < 4; t++) if (4 * c + t < DHV) r[t] = dout[base + 4 * c + t];
+    return r;
+}
+
+void main() {
+    uint g = linearGroup();
+    if (g >= p.groups) return; // whole workgroup: the grid may overshoot
+    uint qb = g % p.qblocks, bh = g / p.qblocks;
+    uint b = bh / p.heads, h = bh % p.heads;
+    uint tid = gl_LocalInvocationID.x;
+    uint lane = tid % LANES, slot = tid / LANES;
+    uint q0 = qb * BQ + slot; // query r of this thread is q0 + TQ*r
+
+    vec4 qr[RQ * DQ];  // q, pre-scaled into the log2 domain
+    vec4 gr[RQ * DV];  // dO
+    vec4 acc[RQ * DQ]; // dq / scale
+    float L[RQ], D[RQ];
+    for (uint r = 0; r < RQ; r++) {
+        uint i = q0 + TQ * r;
+        bool ok = i < p.nq;
+        uint qbase = ((b * p.nq + i) * p.heads + h) * DH;
+        uint gbase = ((b * p.nq + i) * p.heads + h) * DHV;
+        for (uint e = 0; e < DQ; e++) {
+            uint c = lane + LANES * e;
+            qr[r * DQ + e] = (ok && c < DH4) ? loadQ(qbase, c) * p.scale2 : vec4(0.0);
+            acc[r * DQ + e] = vec4(0.0);
+        }
+        for (uint e = 0; e < DV; e++) {
+            uint c = lane + LANES * e;
+            gr[r * DV + e] = (ok && c < DHV4) ? loadG(gbase, c) : vec4(0.0);
+        }
+        uint at = (bh * p.nq + i) * 2;
+        L[r] = ok ? stats[at] : 0.0;
+        D[r] = ok ? stats[at + 1] : 0.0;
+    }
+
+    // With the causal mask no query of this block sees keys past its last.
+    uint kend = p.causal != 0 ? min(p.nk, qb * BQ + BQ) : p.nk;
+    uint kstride = p.heads * DH, vstride = p.heads * DHV;
+    for (uint j0 = 0; j0 < kend; j0 += BK) {
+        for (uint x = tid; x < BK * DH4; x += WG) {
+            uint j = j0 + x / DH4;
+            Ks[x] = j < p.nk ? loadK((b * p.nk + j) * kstride + h * DH, x % DH4) : vec4(0.0);
+        }
+        for (uint x = tid; x < BK * DHV4; x += WG) {
+            uint j = j0 + x / DHV4;
+            Vs[x] = j < p.nk ? loadV((b * p.nk + j) * vstride + h * DHV, x % DHV4) : vec4(0.0);
+        }
+        barrier();
+
+        float s[RQ * BK], dp[RQ * BK];
+        for (uint jj = 0; jj < BK; jj++) {
+            float ss[RQ], sp[RQ];
+            for (uint r = 0; r < RQ; r++) {
+                ss[r] = 0.0;
+                sp[r] = 0.0;
+            }
+            for (uint e = 0; e < DQ; e++) {
+                uint c = lane + LANES * e;
+                if (c < DH4) {
+                    vec4 kv = Ks[jj * DH4 + c];
+                    for (uint r = 0; r < RQ; r++) ss[r] += dot(qr[r * DQ + e], kv);
+                }
+            }
+            for (uint e = 0; e < DV; e++) {
+                uint c = lane + LANES * e;
+                if (c < DHV4) {
+                    vec4 vv = Vs[jj * DHV4 + c];
+                    for (uint r = 0; r < RQ; r++) sp[r] += dot(gr[r * DV + e], vv);
+                }
+            }
+            for (uint r = 0; r < RQ; r++) {
+                s[r * BK + jj] = ss[r];
+                dp[r * BK + jj] = sp[r];
+            }
+        }
+        if (LANES > 1) {
+            for (uint r = 0; r < RQ; r++) {
+                for (uint jj = 0; jj < BK; jj++) {
+                    part[(tid * RQ + r) * PSTRIDE + jj] = s[r * BK + jj];
+                    part[(tid * RQ + r) * PSTRIDE + BK + jj] = dp[r * BK + jj];
+                }
+            }
+            barrier();
+            for (uint r = 0; r < RQ; r++) {
+                for (uint jj = 0; jj < 2 * BK; jj++) {
+                    float t = 0.0;
+                    for (uint x = 0; x < LANES; x++) t += part[((slot * LANES + x) * RQ + r) * PSTRIDE + jj];
+                    if (jj < BK) s[r * BK + jj] = t;
+                    else dp[r * BK + jj - BK] = t;
+                }
+            }
+        }
+
+        // dS / scale = P (dP - D), zero for keys the query does not see.
+        uint jn = min(kend - j0, BK); // keys of this block that exist
+        for (uint r = 0; r < RQ; r++) {
+            uint i = q0 + TQ * r;
+            uint jlim = jn;
+            if (p.causal != 0) jlim = i >= j0 ? min(jlim, i - j0 + 1) : 0;
+            for (uint jj = 0; jj < BK; jj++) {
+                s[r * BK + jj] = jj < jlim ? exp2(s[r * BK + jj] - L[r]) * (dp[r * BK + jj] - D[r]) : 0.0;
+            }
+        }
+        for (uint jj = 0; jj < jn; jj++) {
+            for (uint e = 0; e < DQ; e++) {
+                uint c = lane + LANES * e;
+                if (c < DH4) {
+                    vec4 kv = Ks[jj * DH4 + c];
+                    for (uint r = 0; r < RQ; r++) acc[r * DQ + e] += s[r * BK + jj] * kv;
+                }
+            }
+        }
+        barrier(); // Ks, Vs and part are rewritten by the next block
+    }
+
+    for (uint r = 0; r < RQ; r++) {
+        uint i = q0 + TQ * r;
+        if (i >= p.nq) continue;
+        uint base = ((b * p.nq + i) * p.heads + h) * DH;
+        for (uint e = 0; e < DQ; e++) {
+            uint c = lane + LANES * e;
+            for (uint t = 0; t < 4; t++) {
+                if (c < DH4 && 4 * c + t < DH) dq[base + 4 * c + t] = acc[r * DQ + e][t] * p.scale;
+            }
+        }
+    }
+}

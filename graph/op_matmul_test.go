@@ -16,6 +16,8 @@ func TestMatMul(t *testing.T) {
 		{2, 31, 67, 20, false, true, false},
 		{4, 9, 77, 40, true, true, true},
 		{2, 130, 66, 17, false, false, true},
+		{2, 19, 300, 33, false, true, true}, // wide C: matmul_rows on CPU devices
+		{1, 70, 257, 9, true, false, false},
 	} {
 		s := s
 		cases = append(cases, opCase{

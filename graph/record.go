@@ -16,6 +16,10 @@ func (o matmulOp) record(r *recorder, n *Node) error {
 	}
 	push := []uint32{uint32(o.m), uint32(o.n), uint32(o.k), uint32(o.m * o.k), uint32(strideB), uint32(o.m * o.n)}
 	spec := []uint32{b32(o.transA), b32(o.transB), b32(o.bias)}
+	if r.cpuKernels() && o.n < 128 && ceilDiv(o.m, 64) <= 65535 {
+		groups := [3]uint32{uint32(ceilDiv(o.n, 16)), uint32(ceilDiv(o.m, 64)), uint32(o.batch)}
+		return r.dispatch("matmul_cols", append(spec, 16), push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+	}
 	if r.cpuKernels() && ceilDiv(o.m, 8) <= 65535 {
 		groups := [3]uint32{uint32(ceilDiv(o.n, 256)), uint32(ceilDiv(o.m, 8)), uint32(o.batch)}
 		return r.dispatch("matmul_rows", spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})

@@ -173,12 +173,22 @@ func (b *Builder) sumTo(g *Tensor, shape []int) *Tensor {
 	return b.Reshape(g, shape...)
 }
 
-// broadcastTo expands g to shape by adding zeros (numpy broadcasting).
+// broadcastTo expands g to shape (numpy broadcasting) by adding a zero
+// tensor that is 1 wherever g already has the size, so the constant stays
+// as small as the broadcast dimensions.
 func (b *Builder) broadcastTo(g *Tensor, shape []int) *Tensor {
 	if sameShape(g.shape, shape) {
 		return g
 	}
-	return b.Add(b.Const(make([]float32, numel(shape)), shape...), g)
+	off := len(shape) - g.Rank()
+	zs := make([]int, len(shape))
+	for i := range shape {
+		zs[i] = shape[i]
+		if i >= off && g.shape[i-off] == shape[i] {
+			zs[i] = 1
+		}
+	}
+	return b.Add(g, b.Const(make([]float32, numel(zs)), zs...))
 }
 
 // matmulOp: C = opA(A)·opB(B) with opA(A) [m,k], opB(B) [k,n], so
@@ -332,20 +342,7 @@ func concatAxis(shape []int, outer, size int) int {
 
 func (o sliceOp) backward(b *Builder, n *Node, dy *Tensor, need []bool) []*Tensor {
 	x := n.In[0]
-	axis := concatAxis(x.shape, o.outer, o.axis)
-	g := dy
-	zeros := func(size int) *Tensor {
-		s := x.Shape()
-		s[axis] = size
-		return b.Const(make([]float32, numel(s)), s...)
-	}
-	if o.start > 0 {
-		g = b.Concat(zeros(o.start), g, axis)
-	}
-	if rest := o.axis - o.start - o.length; rest > 0 {
-		g = b.Concat(g, zeros(rest), axis)
-	}
-	return []*Tensor{g}
+	return []*Tensor{b.Pad(dy, concatAxis(x.shape, o.outer, o.axis), o.start, o.axis)}
 }
 
 func (o permuteOp) backward(b *Builder, n *Node, dy *Tensor, need []bool) []*Tensor {

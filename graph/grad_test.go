@@ -183,6 +183,10 @@ func gradCases() []gradCase {
 			h = b.Upsample2x(b.Permute(h, 0, 1, 3, 2))
 			return b.Slice(b.Mean(h, 2), 1, 1, 4), []*Tensor{x, y}
 		}},
+		{name: "pad_slice", build: func(b *Builder) (*Tensor, []*Tensor) {
+			x := in(b, "x", 2, 3, 4)
+			return b.Pad(b.Slice(x, 1, 1, 3), 1, 2, 5), []*Tensor{x}
+		}},
 		{name: "l2norm_rownorm", build: func(b *Builder) (*Tensor, []*Tensor) {
 			x, h := in(b, "x", 3, 6), in(b, "h", 3, 6)
 			return b.Add(h, b.Mul(b.RowNorm(h), b.L2Normalize(x, 0.7))), []*Tensor{x, h}

@@ -222,3 +222,45 @@ func (o reduceOp) eval(n *Node, in [][]float32) ([]float32, error) {
 	}
 	return ref.Sum(in[0], o.outer, o.axis, o.inner), nil
 }
+
+type padOp struct{ outer, axis, inner, start, length int }
+
+func (padOp) Name() string { return "pad" }
+
+// Pad places x in a zero tensor whose axis is size long, starting at
+// start (the backward of Slice).
+func (b *Builder) Pad(x *Tensor, axis, start, size int) *Tensor {
+	if !b.check(x) {
+		return b.dummy([]int{1})
+	}
+	if axis < 0 {
+		axis += x.Rank()
+	}
+	if axis < 0 || axis >= x.Rank() || start < 0 || start+x.shape[axis] > size {
+		b.Errorf("pad: %s along %d at %d to %d", shapeStr(x.shape), axis, start, size)
+		return b.dummy(x.shape)
+	}
+	shape := x.Shape()
+	shape[axis] = size
+	op := padOp{outer: numel(x.shape[:axis]), axis: size, inner: numel(x.shape[axis+1:]), start: start, length: x.shape[axis]}
+	return b.add(op, shape, x)
+}
+
+func (o padOp) eval(n *Node, in [][]float32) ([]float32, error) {
+	out := make([]float32, o.outer*o.axis*o.inner)
+	for i := 0; i < o.outer; i++ {
+		copy(out[(i*o.axis+o.start)*o.inner:], in[0][i*o.length*o.inner:(i+1)*o.length*o.inner])
+	}
+	return out, nil
+}
+
+func (o padOp) record(r *recorder, n *Node) error {
+	total := o.outer * o.axis * o.inner
+	push := []uint32{uint32(total), uint32(o.axis), uint32(o.inner), uint32(o.start), uint32(o.length)}
+	return r.dispatch("pad", nil, push, r.grid(ceilDiv(total, 256)), n.In, []*Tensor{n.Out})
+}
+
+func (o padOp) backward(b *Builder, n *Node, dy *Tensor, need []bool) []*Tensor {
+	axis := concatAxis(dy.shape, o.outer, o.axis)
+	return []*Tensor{b.Slice(dy, axis, o.start, o.start+o.length)}
+}

@@ -43,6 +43,9 @@ func TestLayoutOps(t *testing.T) {
 		{name: "slice_last", build: func(b *Builder) {
 			b.Output("y", b.Slice(b.Input("x", 5, 64), -1, 0, 32))
 		}},
+		{name: "pad", build: func(b *Builder) {
+			b.Output("y", b.Pad(b.Input("x", 2, 3, 5), 1, 2, 7))
+		}},
 		{name: "upsample", build: func(b *Builder) {
 			b.Output("y", b.Upsample2x(b.Input("x", 2, 3, 5, 7)))
 		}},

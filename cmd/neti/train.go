@@ -13,6 +13,7 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/model/neti"
+	"github.com/neti-project/neti/model/sd"
 	"github.com/neti-project/neti/plugin"
 	"github.com/neti-project/neti/vk"
 )
@@ -61,25 +62,14 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	dir := *model
-	if dir == "" {
-		d, err := defaultModelDir()
-		if err != nil {
-			return err
-		}
-		dir = d
-	}
-	base, err := neti.OpenBase(dir)
+	base, err := openModelArg(*model)
 	if err != nil {
 		return err
 	}
 	defer base.Close()
 	size := *res
 	if size == 0 {
-		size = base.VAE.Factor() * 16
-		if s := base.UNetSampleSize; s > 0 {
-			size = base.VAE.Factor() * s
-		}
+		size = base.DefaultSize()
 	}
 	imgs, names, err := neti.LoadImages(*images, size)
 	if err != nil {
@@ -195,4 +185,12 @@ func checkWritable(path string) error {
 	name := f.Name()
 	f.Close()
 	return os.Remove(name)
+}
+
+// openModelArg opens -m (a folder or single file), or the built-in model.
+func openModelArg(path string) (*sd.Model, error) {
+	if path == "" {
+		return sd.OpenBuiltin(os.Getenv("NETI_CACHE_DIR"))
+	}
+	return sd.Open(path, sd.Options{})
 }

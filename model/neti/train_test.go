@@ -113,7 +113,7 @@ func TestTrainStepFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	weights := frozenWeights(t)
+	weights := tinyFrozenWeights(t)
 	check := func(label string, res map[string][]float32) {
 		for _, name := range []string{"loss", "noise_pred"} {
 			want, _, _ := fc.OutputTensor(name)
@@ -185,9 +185,9 @@ func TestTrainStepFixture(t *testing.T) {
 	t.Logf("planned peak %d bytes, %d dispatches", p.Stats().PeakBytes(), p.Stats().Dispatches)
 }
 
-// frozenWeights serves the sd-tiny text encoder and UNet under their
+// tinyFrozenWeights serves the sd-tiny text encoder and UNet under their
 // builder names.
-func frozenWeights(t *testing.T) graph.WeightSource {
+func tinyFrozenWeights(t *testing.T) graph.WeightSource {
 	t.Helper()
 	m, _ := fixtures.SDTiny()
 	te, c1, err := fixtures.Weights(m.Root() + "/model/text_encoder/model.safetensors")

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/neti-project/neti/graph"
+	"github.com/neti-project/neti/model/scheduler"
+	"github.com/neti-project/neti/model/sd"
 	"github.com/neti-project/neti/model/vae"
 	"github.com/neti-project/neti/plugin"
 	"github.com/neti-project/neti/vk"
@@ -17,7 +19,7 @@ import (
 // Fourier matrix, the input layer set to the encodings of the 10x16 anchor
 // grid, PyTorch's default uniform init elsewhere, LayerNorms at identity,
 // and the output norm scale taken from the init token's embedding.
-func NewConcept(b *Base, token, initToken string, rng *rand.Rand) (*plugin.Concept, error) {
+func NewConcept(b *sd.Model, token, initToken string, rng *rand.Rand) (*plugin.Concept, error) {
 	if _, ok := b.Tokenizer.ID(token); ok {
 		return nil, fmt.Errorf("neti: token %q is already in the vocabulary; choose another trigger (e.g. <%s>)", token, strings.Trim(token, "<>"))
 	}
@@ -25,7 +27,7 @@ func NewConcept(b *Base, token, initToken string, rng *rand.Rand) (*plugin.Conce
 	if len(ids) != 1 {
 		return nil, fmt.Errorf("neti: init token %q must be one token, it is %d (%v)", initToken, len(ids), b.Tokenizer.Tokens(initToken))
 	}
-	emb, err := b.TokenEmbedding(ids[0])
+	emb, err := tokenEmbedding(b, ids[0])
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +98,8 @@ type TrainOptions struct {
 
 // Trainer runs NeTI training steps on a device.
 type Trainer struct {
-	base    *Base
+	base    *sd.Model
+	tables  scheduler.Tables
 	concept *plugin.Concept
 	opts    TrainOptions
 	shape   StepShape
@@ -116,7 +119,7 @@ type latentDist struct{ mean, std []float32 }
 // NewTrainer encodes the images (each and its mirror image once, as
 // latent distributions sampled at every step), builds and compiles the
 // training step and restores the optimizer state if the concept has one.
-func NewTrainer(dev *vk.Device, b *Base, c *plugin.Concept, images [][]float32, res int, o TrainOptions) (*Trainer, error) {
+func NewTrainer(dev *vk.Device, b *sd.Model, c *plugin.Concept, images [][]float32, res int, o TrainOptions) (*Trainer, error) {
 	if o.Batch <= 0 || o.Accum <= 0 || o.LR <= 0 || len(o.Templates) == 0 {
 		return nil, fmt.Errorf("neti: train: batch %d, accumulation %d, lr %g, %d templates", o.Batch, o.Accum, o.LR, len(o.Templates))
 	}
@@ -124,7 +127,11 @@ func NewTrainer(dev *vk.Device, b *Base, c *plugin.Concept, images [][]float32, 
 	if res%f != 0 || res/f < 1 {
 		return nil, fmt.Errorf("neti: train: resolution %d is not a multiple of %d", res, f)
 	}
-	t := &Trainer{base: b, concept: c, opts: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)), lr: o.LR * float64(o.Batch*o.Accum)}
+	tab, err := tables(b)
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{base: b, tables: tab, concept: c, opts: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)), lr: o.LR * float64(o.Batch*o.Accum)}
 	if c.Optimizer != nil {
 		t.step = c.Optimizer.Step
 	}
@@ -146,7 +153,7 @@ func NewTrainer(dev *vk.Device, b *Base, c *plugin.Concept, images [][]float32, 
 		return nil, err
 	}
 	t.shape = shape
-	if t.prog, err = graph.Compile(dev, g, b.Weights, graph.Options{}); err != nil {
+	if t.prog, err = graph.Compile(dev, g, frozenWeights(b), graph.Options{}); err != nil {
 		return nil, fmt.Errorf("neti: train: %w", err)
 	}
 	for _, nt := range c.Weights.Named() {
@@ -166,7 +173,7 @@ func NewTrainer(dev *vk.Device, b *Base, c *plugin.Concept, images [][]float32, 
 	return t, nil
 }
 
-func stepGraph(b *Base, c *plugin.Concept, res int, o TrainOptions) (*graph.Graph, StepShape, error) {
+func stepGraph(b *sd.Model, c *plugin.Concept, res int, o TrainOptions) (*graph.Graph, StepShape, error) {
 	f := b.VAE.Factor()
 	shape := StepShape{Batch: o.Batch, Seq: b.Tokenizer.MaxLength(), LatentC: b.VAE.LatentChannels, LatentH: res / f, LatentW: res / f,
 		Layers: b.UNet.CrossAttentionLayers(), TextHidden: b.Text.Hidden, MapperHidden: c.Arch.Hidden}
@@ -182,7 +189,7 @@ func stepGraph(b *Base, c *plugin.Concept, res int, o TrainOptions) (*graph.Grap
 
 // PlanTraining is the memory plan of the training step for a device's
 // limits, computed without allocating anything (neti train --dry-run).
-func PlanTraining(b *Base, c *plugin.Concept, res int, o TrainOptions, l graph.Limits) (graph.Stats, error) {
+func PlanTraining(b *sd.Model, c *plugin.Concept, res int, o TrainOptions, l graph.Limits) (graph.Stats, error) {
 	g, _, err := stepGraph(b, c, res, o)
 	if err != nil {
 		return graph.Stats{}, err
@@ -201,7 +208,7 @@ func (t *Trainer) encodeImages(dev *vk.Device, images [][]float32, res int) erro
 	if err != nil {
 		return err
 	}
-	p, err := graph.Compile(dev, g, t.base.VAEWeights, graph.Options{})
+	p, err := graph.Compile(dev, g, t.base.VAEWeights(), graph.Options{})
 	if err != nil {
 		return fmt.Errorf("neti: train: VAE encoder: %w", err)
 	}
@@ -325,8 +332,8 @@ func (t *Trainer) prepare(rng *rand.Rand, epoch bool, dropout float64) map[strin
 		for i := range d.mean {
 			latents = append(latents, float32((float64(d.mean[i])+float64(d.std[i])*rng.NormFloat64())*scale))
 		}
-		tt := rng.IntN(len(t.base.Tables.AlphasCumprod))
-		acp := float64(t.base.Tables.AlphasCumprod[tt])
+		tt := rng.IntN(len(t.tables.AlphasCumprod))
+		acp := float64(t.tables.AlphasCumprod[tt])
 		sa[bi], sb[bi], ts[bi] = float32(math.Sqrt(acp)), float32(math.Sqrt(1-acp)), float32(tt)
 	}
 	for i := range noise {

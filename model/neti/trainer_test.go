@@ -6,17 +6,13 @@ import (
 	"testing"
 
 	"github.com/neti-project/neti/internal/fixtures"
-	"github.com/neti-project/neti/model/builtin"
+	"github.com/neti-project/neti/model/sd"
 	"github.com/neti-project/neti/plugin"
 )
 
-func shapesBase(t *testing.T) *Base {
+func shapesBase(t *testing.T) *sd.Model {
 	t.Helper()
-	dir, err := builtin.Dir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := OpenBase(dir)
+	b, err := sd.OpenBuiltin(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,25 +14,22 @@ func TestZZTiming(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dev.Close()
-	m := fixtureModel(t, "sd-tiny")
-	g, err := m.decoderGraph(16, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := graph.Compile(dev, g, m.VAEWeights(), graph.Options{Profile: true})
+	m := fixtureModel(t, "sd-shapes")
+	o := UNetOptions{Batch: 2, Height: 16, Width: 16}
+	ug, _ := m.unetGraph(&o)
+	dg, _ := m.decoderGraph(16, 16)
+	for _, c := range []struct{g *graph.Graph; w graph.WeightSource}{{ug, m.UNetWeights()},{dg, m.VAEWeights()}} {
+	p, err := graph.Compile(dev, c.g, c.w, graph.Options{Profile: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	p.SetInput(InLatent, make([]float32, 4*16*16))
 	t0 := time.Now()
 	p.Run()
-	t.Logf("run %v", time.Since(t0))
-	prof, err := p.Profile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range prof {
+	t.Logf("run %v %+v", time.Since(t0), p.Stats())
+	prof, _ := p.Profile()
+	for _, o := range prof[:4] {
 		t.Logf("%-12s %4d %v", o.Op, o.Count, o.Time)
+	}
 	}
 }

@@ -131,14 +131,17 @@ func (p *Pipeline) Close() error {
 
 // Memory is the planned device memory of the programs a generation uses.
 type Memory struct {
-	Text, UNet, Decoder sd.Plan
+	Text, UNet, Decoder graph.Stats
 	Tiling              sd.Tiling
 }
 
-// Total is the sum of the three programs, which stay resident together.
-func (m Memory) Total() sd.Plan { return m.Text.Add(m.UNet).Add(m.Decoder) }
+// PeakBytes is the sum of the three programs, which stay resident
+// together.
+func (m Memory) PeakBytes() int64 {
+	return m.Text.PeakBytes() + m.UNet.PeakBytes() + m.Decoder.PeakBytes()
+}
 
-// Plan estimates the device memory of a generation without compiling or
+// Plan computes the device memory of a generation without compiling or
 // allocating anything (for --dry-run); lim are the device's limits.
 func Plan(m *sd.Model, o Options, lim sd.Limits, dec sd.DecoderOptions) (Memory, error) {
 	if err := check(m, &o); err != nil {
@@ -147,21 +150,26 @@ func Plan(m *sd.Model, o Options, lim sd.Limits, dec sd.DecoderOptions) (Memory,
 	batch := batchFor(o.CFGScale)
 	var mem Memory
 	var err error
-	if mem.Text, err = m.PlanTextEncoder(sd.TextEncoderOptions{Batch: batch}); err != nil {
+	if mem.Text, err = m.PlanTextEncoder(sd.TextEncoderOptions{Batch: batch}, lim); err != nil {
 		return Memory{}, err
 	}
 	h, w := o.Height/m.LatentFactor(), o.Width/m.LatentFactor()
-	if mem.UNet, err = m.PlanUNet(sd.UNetOptions{Batch: batch, Height: h, Width: w}); err != nil {
+	if mem.UNet, err = m.PlanUNet(sd.UNetOptions{Batch: batch, Height: h, Width: w}, lim); err != nil {
 		return Memory{}, err
 	}
 	if lim.Budget > 0 && dec.Budget == 0 {
-		dec.Budget = max(lim.Budget-mem.Text.PeakBytes()-mem.UNet.PeakBytes(), lim.Budget/4)
+		dec.Budget = decoderBudget(lim.Budget, mem.Text.PeakBytes()+mem.UNet.PeakBytes())
 	}
 	if mem.Decoder, mem.Tiling, err = m.PlanDecoder(h, w, dec, lim); err != nil {
 		return Memory{}, err
 	}
 	return mem, nil
 }
+
+// decoderBudget is what the decoder may plan next to programs using used
+// bytes of budget; at least a quarter of it, so that a tight UNet still
+// leaves the decoder room for small tiles.
+func decoderBudget(budget, used int64) int64 { return max(budget-used, budget/4) }
 
 func batchFor(cfg float64) int {
 	if cfg > 1 {
@@ -253,7 +261,7 @@ func (p *Pipeline) decoder(h, w int) (*sd.Decoder, error) {
 			used += s.PeakBytes()
 		}
 		if lim.Budget > 0 {
-			o.Budget = max(lim.Budget-used, lim.Budget/4)
+			o.Budget = decoderBudget(lim.Budget, used)
 		}
 	}
 	d, err := p.m.CompileDecoder(p.dev, h, w, o)

@@ -7,23 +7,6 @@ import (
 	"github.com/neti-project/neti/vk"
 )
 
-// Limits are the device limits a program must respect.
-type Limits struct {
-	MaxBinding int64 // largest tensor one storage binding can cover (0: no limit)
-	Budget     int64 // device memory a program may plan (0: no limit)
-}
-
-// DeviceLimits reads the limits of a device. The budget is three quarters
-// of the largest device-local heap: drivers keep some for themselves, and
-// the other programs of a pipeline live there too.
-func DeviceLimits(info vk.DeviceInfo) Limits {
-	return Limits{MaxBinding: int64(info.MaxStorageBufferRange), Budget: int64(info.HeapBytes / 4 * 3)}
-}
-
-func (l Limits) fits(p Plan) bool {
-	return (l.MaxBinding <= 0 || p.Largest <= l.MaxBinding) && (l.Budget <= 0 || p.PeakBytes() <= l.Budget)
-}
-
 // DecoderOptions tune CompileDecoder.
 type DecoderOptions struct {
 	// Budget is the device memory the decoder may plan (0: the device's
@@ -69,15 +52,20 @@ func (m *Model) chooseTiling(h, w int, o DecoderOptions, lim Limits) (Tiling, er
 		return tiling(o.Tile), nil
 	}
 	side := max(h, w)
-	var last Plan
+	var why error
 	for {
 		t := tiling(side)
 		g, err := m.decoderGraph(t.H, t.W)
 		if err != nil {
 			return Tiling{}, err
 		}
-		last = PlanGraph(g)
-		if lim.fits(last) {
+		st, err := graph.Plan(g, lim.Limits, graph.Options{})
+		switch {
+		case err != nil:
+			why = err // a tensor larger than one binding, or one buffer
+		case lim.Budget > 0 && st.PeakBytes() > lim.Budget:
+			why = fmt.Errorf("plans %s, budget %s", MiB(st.PeakBytes()), MiB(lim.Budget))
+		default:
 			return t, nil
 		}
 		if side <= minTile {
@@ -85,8 +73,7 @@ func (m *Model) chooseTiling(h, w int, o DecoderOptions, lim Limits) (Tiling, er
 		}
 		side = max(minTile, (side+1)/2)
 	}
-	return Tiling{}, fmt.Errorf("sd: vae decoder: even %dx%d latent tiles plan %s (largest tensor %s: %s), more than the device allows (budget %s, one binding %s)",
-		min(side, w), min(side, h), MiB(last.PeakBytes()), last.LargestName, MiB(last.Largest), MiB(lim.Budget), MiB(lim.MaxBinding))
+	return Tiling{}, fmt.Errorf("sd: vae decoder: even %dx%d latent tiles do not fit the device: %w", min(side, w), min(side, h), why)
 }
 
 // Decoder is a compiled VAE decoder for one latent size, tiled when the

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"os"
 	"sort"
 	"time"
 
@@ -417,7 +418,7 @@ func (p *Program) record() error {
 			return fmt.Errorf("graph: record %s: %w", n.describe(), err)
 		}
 		if p.opts.Profile {
-			rec.Timestamp(n.Op.Name())
+			rec.Timestamp(profileLabel(n))
 		}
 	}
 	if len(p.g.Assigns) > 0 {
@@ -619,4 +620,13 @@ func (p *Program) Profile() ([]OpTime, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Time > out[j].Time })
 	return out, nil
+}
+
+// profileLabel names a node in profiles: the op, and with NETI_PROFILE_DETAIL=1
+// its parameters (to find the expensive shapes).
+func profileLabel(n *Node) string {
+	if os.Getenv("NETI_PROFILE_DETAIL") == "1" {
+		return fmt.Sprintf("%s%+v", n.Op.Name(), n.Op)
+	}
+	return n.Op.Name()
 }

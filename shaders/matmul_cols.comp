@@ -23,14 +23,17 @@ void main() {
     uint nc = min(NC, p.N - c0);
     uint baseA = gl_WorkGroupID.z * p.strideA;
     uint baseB = gl_WorkGroupID.z * p.strideB;
+    // Columns past N read the last column and are never stored: no
+    // data-dependent exits, so the compiler unrolls the NC loop and keeps
+    // acc in registers.
+    uint cols[NC];
+    for (uint j = 0; j < NC; j++) cols[j] = min(c0 + j, p.N - 1);
     float acc[NC];
     for (uint j = 0; j < NC; j++) acc[j] = 0.0;
     for (uint k = 0; k < p.K; k++) {
         float av = TRANS_A ? a[baseA + k * p.M + r] : a[baseA + r * p.K + k];
         for (uint j = 0; j < NC; j++) {
-            if (j >= nc) break;
-            uint col = c0 + j;
-            float bv = TRANS_B ? b[baseB + col * p.K + k] : b[baseB + k * p.N + col];
+            float bv = TRANS_B ? b[baseB + cols[j] * p.K + k] : b[baseB + k * p.N + cols[j]];
             acc[j] += av * bv;
         }
     }

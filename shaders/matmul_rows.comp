@@ -25,17 +25,19 @@ void main() {
     uint nr = min(ROWS, p.M - row0);
     float acc[ROWS][COLS];
     for (uint i = 0; i < ROWS; i++) for (uint j = 0; j < COLS; j++) acc[i][j] = 0.0;
-    uint cols[COLS];
+    // Rows and columns past the edges read the last valid one and are
+    // never stored: no data-dependent exits, so the loops unroll and the
+    // accumulators stay in registers.
+    uint cols[COLS], rows[ROWS];
     bool ok[COLS];
-    for (uint j = 0; j < COLS; j++) { ok[j] = col0 + j < p.N; cols[j] = ok[j] ? col0 + j : 0; }
+    for (uint j = 0; j < COLS; j++) { ok[j] = col0 + j < p.N; cols[j] = min(col0 + j, p.N - 1); }
+    for (uint i = 0; i < ROWS; i++) rows[i] = min(row0 + i, p.M - 1);
     for (uint k = 0; k < p.K; k++) {
         float bv[COLS];
         for (uint j = 0; j < COLS; j++)
             bv[j] = TRANS_B ? b[baseB + cols[j] * p.K + k] : b[baseB + k * p.N + cols[j]];
         for (uint i = 0; i < ROWS; i++) {
-            if (i >= nr) break;
-            uint r = row0 + i;
-            float av = TRANS_A ? a[baseA + k * p.M + r] : a[baseA + r * p.K + k];
+            float av = TRANS_A ? a[baseA + k * p.M + rows[i]] : a[baseA + rows[i] * p.K + k];
             for (uint j = 0; j < COLS; j++) acc[i][j] += av * bv[j];
         }
     }

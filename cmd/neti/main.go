@@ -28,6 +28,8 @@ func commands() []command {
 		{"inspect", "show what a concept file holds", runInspect},
 		{"train", "train a NeTI concept from a folder of images", runTrain},
 		{"import", "convert a NeTI checkpoint or textual-inversion embedding to a concept file", runImport},
+		{"generate", "generate images from a prompt", runGenerate},
+		{"model", "model tools: 'model init' writes a random-weight model for benchmarks", runModel},
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/neti-project/neti/model/config"
 	"github.com/neti-project/neti/model/safetensors"
@@ -129,9 +131,26 @@ func writeRandomTensors(path string, shapes map[string][]int, seed uint64) error
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	data := make([][]byte, len(names))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				data[i] = randomHalf(names[i], shapes[names[i]], seed)
+			}
+		}()
+	}
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	ts := make(map[string]safetensors.Tensor, len(names))
-	for _, n := range names {
-		ts[n] = safetensors.Tensor{DType: safetensors.F16, Shape: shapes[n], Data: randomHalf(n, shapes[n], seed)}
+	for i, n := range names {
+		ts[n] = safetensors.Tensor{DType: safetensors.F16, Shape: shapes[n], Data: data[i]}
 	}
 	if err := safetensors.Write(path, ts, map[string]string{"format": "pt", "neti": "random weights (neti model init)"}); err != nil {
 		return fmt.Errorf("sd: write model: %w", err)
@@ -166,12 +185,23 @@ func randomHalf(name string, shape []int, seed uint64) []byte {
 		fan := n / shape[0]
 		a = float32(1 / math.Sqrt(float64(fan)))
 	}
-	for i := 0; i < n; i += 4 {
+	// Each value comes from 16 random bits, so a table of the 65536
+	// possible halves replaces a conversion per value.
+	var table [1 << 16]uint16
+	for u := range table {
+		table[u] = safetensors.FloatToHalf(a * (float32(u)/65535*2 - 1))
+	}
+	i := 0
+	for ; i+4 <= n; i += 4 {
 		r := rng.Uint64()
-		for j := 0; j < 4 && i+j < n; j++ {
-			u := float32(uint16(r>>(16*j)))/65535*2 - 1
-			binary.LittleEndian.PutUint16(out[2*(i+j):], safetensors.FloatToHalf(a*u))
-		}
+		o := out[2*i : 2*i+8]
+		binary.LittleEndian.PutUint16(o[0:], table[uint16(r)])
+		binary.LittleEndian.PutUint16(o[2:], table[uint16(r>>16)])
+		binary.LittleEndian.PutUint16(o[4:], table[uint16(r>>32)])
+		binary.LittleEndian.PutUint16(o[6:], table[uint16(r>>48)])
+	}
+	for r := rng.Uint64(); i < n; i, r = i+1, r>>16 {
+		binary.LittleEndian.PutUint16(out[2*i:], table[uint16(r)])
 	}
 	return out
 }

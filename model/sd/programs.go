@@ -49,13 +49,14 @@ type TextEncoder struct {
 	p          *graph.Program
 	batch, seq int
 	hidden     int
+	inject     bool
 }
 
 func (m *Model) textGraph(o TextEncoderOptions) (*graph.Graph, error) {
 	if o.Batch < 1 || o.Batch > 1024 {
 		return nil, fmt.Errorf("sd: text encoder batch %d is not in 1..1024", o.Batch)
 	}
-	seq := m.Tokenizer.MaxLength()
+	seq := m.SeqLen()
 	b := graph.NewBuilder()
 	ids := b.Input(InIDs, o.Batch, seq)
 	var inject, mask *graph.Tensor
@@ -83,7 +84,7 @@ func (m *Model) CompileTextEncoder(dev *vk.Device, o TextEncoderOptions) (*TextE
 	if err != nil {
 		return nil, fmt.Errorf("sd: compile text encoder: %w", err)
 	}
-	return &TextEncoder{p: p, batch: o.Batch, seq: m.Tokenizer.MaxLength(), hidden: m.Text.Hidden}, nil
+	return &TextEncoder{p: p, batch: o.Batch, seq: m.SeqLen(), hidden: m.Text.Hidden, inject: o.Inject}, nil
 }
 
 // Program is the compiled program (to set the inject inputs).
@@ -112,6 +113,32 @@ func (t *TextEncoder) Encode(ids [][]int) ([]float32, error) {
 		return nil, fmt.Errorf("sd: text encoder: %w", err)
 	}
 	out, err := t.p.Output(OutHidden)
+	if err != nil {
+		return nil, fmt.Errorf("sd: text encoder: %w", err)
+	}
+	return out, nil
+}
+
+// SetInject sets the replacement token embeddings [batch, seq, hidden]
+// and their mask [batch, seq] (1 where inject replaces the token) of an
+// encoder compiled with Inject; they persist until set again.
+func (t *TextEncoder) SetInject(inject, mask []float32) error {
+	if !t.inject {
+		return fmt.Errorf("sd: text encoder: SetInject on an encoder compiled without Inject")
+	}
+	if err := t.p.SetInput(InInject, inject); err != nil {
+		return fmt.Errorf("sd: text encoder: %w", err)
+	}
+	if err := t.p.SetInput(InMask, mask); err != nil {
+		return fmt.Errorf("sd: text encoder: %w", err)
+	}
+	return nil
+}
+
+// PreLN reads the last run's encoder output before final_layer_norm
+// [batch, seq, hidden] (NeTI adds its bypass there).
+func (t *TextEncoder) PreLN() ([]float32, error) {
+	out, err := t.p.Output(OutPreLN)
 	if err != nil {
 		return nil, fmt.Errorf("sd: text encoder: %w", err)
 	}
@@ -158,7 +185,7 @@ type UNet struct {
 
 func (m *Model) unetGraph(o *UNetOptions) (*graph.Graph, error) {
 	if o.ContextLen == 0 {
-		o.ContextLen = m.Tokenizer.MaxLength()
+		o.ContextLen = m.SeqLen()
 	}
 	if o.Batch < 1 || o.Batch > 1024 || o.Height < 1 || o.Width < 1 || o.ContextLen < 1 || o.ContextLen > 1<<16 {
 		return nil, fmt.Errorf("sd: unet: bad options %+v", *o)

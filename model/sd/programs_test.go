@@ -38,7 +38,7 @@ func TestTextEncoderGPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	closeTo(t, "last_hidden_state", got, tensor(t, c, true, "last_hidden_state"), tol)
-	pre, err := te.Program().Output(OutPreLN)
+	pre, err := te.PreLN()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +48,38 @@ func TestTextEncoderGPU(t *testing.T) {
 	if _, err := te.Encode(ints(ids[:77], 1)); err == nil {
 		t.Error("a batch of 1 for a batch-3 program was accepted")
 	}
+	if err := te.SetInject(nil, nil); err == nil {
+		t.Error("SetInject accepted by an encoder without Inject")
+	}
+
+	// text_encoder_inject: the token embedding at pos replaced by vec.
+	ic := tinyCase(t, "text_encoder_inject")
+	iids, ishape, err := ic.InputInts("input_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pos int
+	if err := ic.Input("pos", &pos); err != nil {
+		t.Fatal(err)
+	}
+	vec := tensor(t, ic, false, "vec")
+	ti, err := m.CompileTextEncoder(dev, TextEncoderOptions{Batch: ishape[0], Inject: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ti.Close()
+	inject := make([]float32, ishape[0]*77*m.Text.Hidden)
+	mask := make([]float32, ishape[0]*77)
+	copy(inject[pos*m.Text.Hidden:], vec)
+	mask[pos] = 1
+	if err := ti.SetInject(inject, mask); err != nil {
+		t.Fatal(err)
+	}
+	got, err = ti.Encode(ints(iids, ishape[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "text_encoder_inject", got, tensor(t, ic, true, "last_hidden_state"), tol)
 }
 
 // The UNet programs against diffusers: one context shared by all layers
@@ -74,7 +106,9 @@ func TestUNetGPU(t *testing.T) {
 	}
 	want := tensor(t, eps, true, "noise_pred")
 	n := len(sample)
-	for i, tv := range ts {
+	// The two ends of the schedule; 500 is covered by unet_per_layer.
+	for _, i := range []int{0, len(ts) - 1} {
+		tv := ts[i]
 		got, err := u.Predict(sample, []float32{tv, tv})
 		if err != nil {
 			t.Fatal(err)
@@ -102,25 +136,22 @@ func TestUNetGPU(t *testing.T) {
 	}
 	all := tensor(t, pl, false, "contexts")
 	layers := split(all, 16)
-	for _, mode := range []ContextMode{LayerContexts, LayerKeysValues} {
-		u, err := m.CompileUNet(dev, UNetOptions{Batch: 2, Height: 16, Width: 16, Context: mode})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var values [][]float32
-		if mode == LayerKeysValues {
-			values = layers
-		}
-		if err := u.SetLayerContexts(layers, values); err != nil {
-			t.Fatal(err)
-		}
-		got, err := u.Predict(sample, []float32{tp, tp})
-		if err != nil {
-			t.Fatal(err)
-		}
-		closeTo(t, "unet_per_layer", got, tensor(t, pl, true, "noise_pred"), tol)
-		u.Close()
+	ul, err := m.CompileUNet(dev, UNetOptions{Batch: 2, Height: 16, Width: 16, Context: LayerContexts})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer ul.Close()
+	if err := ul.SetLayerContexts(layers, layers); err == nil {
+		t.Error("value contexts accepted by a LayerContexts UNet")
+	}
+	if err := ul.SetLayerContexts(layers, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err = ul.Predict(sample, []float32{tp, tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "unet_per_layer", got, tensor(t, pl, true, "noise_pred"), tol)
 
 	nu := tinyCase(t, "neti_unet")
 	if err := nu.Input("timestep", &tp); err != nil {
@@ -131,20 +162,16 @@ func TestUNetGPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u1.Close()
+	// Keys and values from different contexts, as NeTI's bypass makes them.
 	keys, values := split(tensor(t, nu, true, "context_keys"), 16), split(tensor(t, nu, true, "context_values"), 16)
-	for _, c := range []struct {
-		name   string
-		values [][]float32
-	}{{"noise_pred", values}, {"noise_pred_no_bypass", keys}} {
-		if err := u1.SetLayerContexts(keys, c.values); err != nil {
-			t.Fatal(err)
-		}
-		got, err := u1.Predict(tensor(t, nu, false, "sample"), []float32{tp})
-		if err != nil {
-			t.Fatal(err)
-		}
-		closeTo(t, "neti_unet "+c.name, got, tensor(t, nu, true, c.name), tol)
+	if err := u1.SetLayerContexts(keys, values); err != nil {
+		t.Fatal(err)
 	}
+	got, err = u1.Predict(tensor(t, nu, false, "sample"), []float32{tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "neti_unet noise_pred", got, tensor(t, nu, true, "noise_pred"), tol)
 	if _, err := u1.Predict(sample, []float32{tp}); err == nil {
 		t.Error("a batch-2 sample was accepted by a batch-1 UNet")
 	}

@@ -103,9 +103,10 @@ func openFolder(dir string) (m *Model, err error) {
 		return nil, fmt.Errorf("sd: %w", err)
 	}
 	m = &Model{Name: filepath.Base(filepath.Clean(dir)), Path: dir}
+	opened := m // m is nil on the error returns
 	defer func() {
 		if err != nil {
-			m.Close()
+			opened.Close()
 		}
 	}()
 	if err := m.setConfigs(f.TextEncoder, f.UNet, f.VAE); err != nil {
@@ -153,9 +154,10 @@ func openSingle(path, tokDir string) (m *Model, err error) {
 	}
 	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	m = &Model{Name: name, Path: path, text: sf.TextEncoder, unet: sf.UNet, vae: sf.VAE, closers: []func() error{sf.Close}}
+	opened := m // m is nil on the error returns
 	defer func() {
 		if err != nil {
-			m.Close()
+			opened.Close()
 		}
 	}()
 	if err := m.setConfigs(sf.Config.TextEncoder, sf.Config.UNet, sf.Config.VAE); err != nil {
@@ -166,6 +168,24 @@ func openSingle(path, tokDir string) (m *Model, err error) {
 		return nil, fmt.Errorf("sd: %w", err)
 	}
 	return m, nil
+}
+
+// FromConfigs is a model with configs and no weights, for planning memory
+// of architectures whose weights are not at hand (Compile* calls fail).
+func FromConfigs(name string, c weights.Configs) (*Model, error) {
+	m := &Model{Name: name, Sched: sd15Scheduler()}
+	if err := m.setConfigs(c.TextEncoder, c.UNet, c.VAE); err != nil {
+		return nil, fmt.Errorf("sd: %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// SeqLen is the number of tokens per prompt (the tokenizer's frame, 77).
+func (m *Model) SeqLen() int {
+	if m.Tokenizer == nil {
+		return tokenizer.DefaultMaxLength
+	}
+	return m.Tokenizer.MaxLength()
 }
 
 // sd15Scheduler is SD 1.x's scheduler_config.json for single files. The
@@ -294,6 +314,9 @@ func (m *Model) CheckSize(width, height int) error {
 // source is a graph weight source over a store, checking shapes.
 func source(component string, s weights.Store) graph.WeightSource {
 	return func(name string, shape []int) ([]float32, error) {
+		if s == nil {
+			return nil, fmt.Errorf("%s: the model has no weights (made from configs for planning)", component)
+		}
 		v, got, err := s.Float32(name)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", component, err)
@@ -322,6 +345,9 @@ func (m *Model) VAEWeights() graph.WeightSource { return source("vae", m.vae) }
 // table's float32 values (little-endian, row-major), as NeTI training
 // (model/neti) computes it, so concept files from either agree.
 func (m *Model) Fingerprint() (plugin.BaseModel, error) {
+	if m.text == nil {
+		return plugin.BaseModel{}, fmt.Errorf("sd: fingerprint: the model has no weights")
+	}
 	v, shape, err := m.text.Float32(tokenEmbedding)
 	if err != nil {
 		return plugin.BaseModel{}, fmt.Errorf("sd: fingerprint: %w", err)

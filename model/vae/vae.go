@@ -4,6 +4,7 @@ package vae
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/neti-project/neti/graph"
 )
@@ -74,10 +75,26 @@ func (v builder) attention(name string, x *graph.Tensor, ch int) *graph.Tensor {
 		defer b.Scope(name)()
 		return b.Linear(x, b.Weight("weight", ch, ch), b.Weight("bias", ch))
 	}
-	a := b.Attention(lin("to_q", h), lin("to_k", h), lin("to_v", h), 1, 0, false)
+	a := singleHeadAttention(b, lin("to_q", h), lin("to_k", h), lin("to_v", h), ch)
 	a = lin("to_out.0", a)
 	a = b.Reshape(b.Permute(a, 0, 2, 1), n, ch, hh, ww)
 	return b.Add(a, x)
+}
+
+// fusedHeadMax is the widest head graph's fused attention kernel takes
+// (graph's maxHeadDim).
+const fusedHeadMax = 160
+
+// singleHeadAttention is softmax(q k^T / sqrt(ch)) v. The SD VAE's one head
+// is as wide as its top block (512), past the fused kernel's limit; there
+// the score matrix is stored ([n, hw, hw]: 64 MiB at a 64x64 latent), and
+// latents too large for that are decoded in tiles by the caller.
+func singleHeadAttention(b *graph.Builder, q, k, v *graph.Tensor, ch int) *graph.Tensor {
+	if ch <= fusedHeadMax {
+		return b.Attention(q, k, v, 1, 0, false)
+	}
+	s := b.Scale(b.MatMul(q, k, false, true), float32(1/math.Sqrt(float64(ch))))
+	return b.MatMul(b.Softmax(s), v, false, false)
 }
 
 func (v builder) mid(name string, x *graph.Tensor, ch int) *graph.Tensor {

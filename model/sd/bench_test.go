@@ -1,0 +1,143 @@
+package sd
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/neti-project/neti/model/weights"
+	"github.com/neti-project/neti/vk"
+)
+
+// benchDevice opens a device without validation (it would distort the
+// timings); nil when there is none.
+func benchDevice(b *testing.B) *vk.Device {
+	b.Helper()
+	dev, err := vk.NewDevice(vk.Options{})
+	if err != nil {
+		b.Skip("no Vulkan device:", err)
+	}
+	b.Cleanup(func() { dev.Close() })
+	return dev
+}
+
+// benchUNet times one CFG step: a batch-2 UNet run with its input upload
+// and output read-back, as the pipeline does it.
+func benchUNet(b *testing.B, dev *vk.Device, m *Model, latent int) {
+	o := UNetOptions{Batch: 2, Height: latent, Width: latent}
+	u, err := m.CompileUNet(dev, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer u.Close()
+	sample := make([]float32, 2*m.UNet.InChannels*latent*latent)
+	for i := range sample {
+		sample[i] = float32(i%17)/8 - 1
+	}
+	if err := u.SetContext(make([]float32, 2*m.SeqLen()*m.UNet.CrossAttentionDim)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := u.Predict(sample, []float32{500, 500}); err != nil { // warm-up
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := u.Predict(sample, []float32{500, 500}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	st := u.Stats()
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
+	b.ReportMetric(float64(st.Dispatches), "dispatches")
+	b.ReportMetric(float64(st.PeakBytes())/(1<<20), "MiB-planned")
+}
+
+// BenchmarkUNetStep: sd-tiny's UNet at its 16x16 latent, and (opt-in,
+// NETI_BENCH_SD15=1) SD 1.5's at 512x512 with random weights written by
+// WriteRandom (about 2 GB; NETI_BENCH_SD15_DIR reuses a folder made by
+// `neti model init`). SD 1.5 is skipped where its plan does not fit the
+// device (lavapipe: 3.4 GiB of fp32 weights against a 1.5 GiB budget).
+func BenchmarkUNetStep(b *testing.B) {
+	b.Run("sd-tiny-128", func(b *testing.B) {
+		dev := benchDevice(b)
+		benchUNet(b, dev, fixtureModel(b, "sd-tiny"), 16)
+	})
+	b.Run("sd15-512", func(b *testing.B) {
+		dir := os.Getenv("NETI_BENCH_SD15_DIR")
+		if dir == "" && os.Getenv("NETI_BENCH_SD15") != "1" {
+			b.Skip("set NETI_BENCH_SD15=1 (writes 2 GB of random weights) or NETI_BENCH_SD15_DIR=<neti model init folder>")
+		}
+		dev := benchDevice(b)
+		plan, err := sd15Plan()
+		if err != nil {
+			b.Fatal(err)
+		}
+		lim := DeviceLimits(dev.Info())
+		unet, err := plan.PlanUNet(UNetOptions{Batch: 2, Height: 64, Width: 64}, lim)
+		if err != nil {
+			b.Skipf("SD 1.5 UNet does not fit %s: %v", dev.Info().Name, err)
+		}
+		if lim.Budget > 0 && unet.PeakBytes() > lim.Budget {
+			b.Skipf("SD 1.5 UNet plans %s, more than %s's budget %s", MiB(unet.PeakBytes()), dev.Info().Name, MiB(lim.Budget))
+		}
+		if dir == "" {
+			dir = filepath.Join(b.TempDir(), "sd15")
+			if err := WriteRandom(dir, weights.SD15Configs(), 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		m, err := Open(dir, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer m.Close()
+		benchUNet(b, dev, m, 64)
+	})
+}
+
+func sd15Plan() (*Model, error) { return FromConfigs("sd15", weights.SD15Configs()) }
+
+// BenchmarkPlan512 reports the planned peak device memory of a 512x512 SD
+// 1.5 generation with CFG (text encoder, batch-2 UNet and VAE decoder
+// resident together), under the device's limits where there is a device
+// (the decoder tiles where a whole decode does not fit), else unlimited.
+// It needs no weights. The goal is 3 GB.
+func BenchmarkPlan512(b *testing.B) {
+	m, err := sd15Plan()
+	if err != nil {
+		b.Fatal(err)
+	}
+	lim := Limits{}
+	if dev, err := vk.NewDevice(vk.Options{}); err == nil {
+		lim = DeviceLimits(dev.Info())
+		lim.Budget = 0 // report the need, whatever the device has
+		dev.Close()
+	}
+	var text, unet, dec int64
+	var tiled Tiling
+	for i := 0; i < b.N; i++ {
+		// The text encoder's 49408x768 table exceeds small bindings in
+		// fp32; plan it without the binding limit to report its size.
+		t, err := m.PlanTextEncoder(TextEncoderOptions{Batch: 2}, Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		u, err := m.PlanUNet(UNetOptions{Batch: 2, Height: 64, Width: 64}, lim)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, tl, err := m.PlanDecoder(64, 64, DecoderOptions{}, lim)
+		if err != nil {
+			b.Fatal(err)
+		}
+		text, unet, dec, tiled = t.PeakBytes(), u.PeakBytes(), d.PeakBytes(), tl
+	}
+	b.ReportMetric(float64(text+unet+dec)/(1<<20), "MiB-peak")
+	b.ReportMetric(float64(text)/(1<<20), "MiB-text")
+	b.ReportMetric(float64(unet)/(1<<20), "MiB-unet")
+	b.ReportMetric(float64(dec)/(1<<20), "MiB-vae")
+	if tiled.Tiled {
+		b.ReportMetric(float64(tiled.H), "vae-tile")
+	}
+}

@@ -75,26 +75,73 @@ func BenchmarkMatMul(b *testing.B) {
 	}
 }
 
+// convBenchShapes are BenchmarkConv2d's and BenchmarkConv2dBwdInput's
+// problems: the tiny SD UNet's and VAE's convolutions (the test models, so
+// what dominates test time on lavapipe) and bigger SD-like ones.
+var convBenchShapes = []struct {
+	name          string
+	n, c, h, w, o int
+	k, stride     int
+}{
+	{"unet_tiny_2x32x16x16", 2, 32, 16, 16, 32, 3, 1},
+	{"unet_tiny_2x32x16x16_1x1", 2, 32, 16, 16, 32, 1, 1},
+	{"unet_tiny_down_2x32x16x16_s2", 2, 32, 16, 16, 32, 3, 2},
+	{"unet_tiny_1x64x16x16", 1, 64, 16, 16, 64, 3, 1},
+	{"unet_tiny_2x64x4x4", 2, 64, 4, 4, 64, 3, 1},
+	{"unet_tiny_2x64x2x2", 2, 64, 2, 2, 64, 3, 1},
+	{"vae_tiny_1x64x64x64", 1, 64, 64, 64, 64, 3, 1},
+	{"vae_1x128x64x64", 1, 128, 64, 64, 128, 3, 1},
+	// SD 1.5 down_blocks.0 channels; 32x32 (a 256px image) instead of
+	// 64x64 keeps one run to seconds, not a minute, on lavapipe.
+	{"sd15_1x320x32x32", 1, 320, 32, 32, 320, 3, 1},
+}
+
+// BenchmarkConv2d reports GFLOPS counted as 2 per multiply-add of the
+// convolution proper (padding taps included), for both kernel families.
 func BenchmarkConv2d(b *testing.B) {
-	for _, s := range []struct {
-		name          string
-		n, c, h, w, o int
-	}{
-		{"unet_tiny_2x32x16x16", 2, 32, 16, 16, 32},
-		{"vae_1x128x64x64", 1, 128, 64, 64, 128},
-		// SD 1.5 down_blocks.0 channels; 32x32 (a 256px image) instead of
-		// 64x64 keeps one run to seconds, not a minute, on lavapipe.
-		{"sd15_1x320x32x32", 1, 320, 32, 32, 320},
-	} {
-		b.Run(s.name, func(b *testing.B) {
-			flops := 2 * float64(s.n*s.o*s.h*s.w) * float64(s.c*9)
-			benchProgram(b, flops, func(bl *Builder) {
-				x := bl.Input("x", s.n, s.c, s.h, s.w)
-				y := bl.Conv2d(x, bl.Input("w", s.o, s.c, 3, 3), bl.Input("bias", s.o), Pad(1, 1))
-				bl.Output("y", y)
+	for _, s := range convBenchShapes {
+		for _, kernels := range []string{"gpu", "cpu"} {
+			b.Run(kernels+"/"+s.name, func(b *testing.B) {
+				op := convBenchOp(b, s.n, s.c, s.h, s.w, s.o, s.k, s.stride)
+				flops := 2 * float64(s.n*s.o*op.ho*op.wo) * float64(s.c*s.k*s.k)
+				benchProgramWith(b, flops, Options{Kernels: kernels}, func(bl *Builder) {
+					x := bl.Input("x", s.n, s.c, s.h, s.w)
+					w := bl.Input("w", s.o, s.c, s.k, s.k)
+					bl.Output("y", bl.Conv2d(x, w, bl.Input("bias", s.o), Pad(s.stride, s.k/2)))
+				})
 			})
-		})
+		}
 	}
+}
+
+// BenchmarkConv2dBwdInput times conv2d's input gradient alone on the same
+// problems, counting the forward's flops.
+func BenchmarkConv2dBwdInput(b *testing.B) {
+	for _, s := range convBenchShapes {
+		for _, kernels := range []string{"gpu", "cpu"} {
+			b.Run(kernels+"/"+s.name, func(b *testing.B) {
+				op := convBenchOp(b, s.n, s.c, s.h, s.w, s.o, s.k, s.stride)
+				flops := 2 * float64(s.n*s.o*op.ho*op.wo) * float64(s.c*s.k*s.k)
+				benchProgramWith(b, flops, Options{Kernels: kernels}, func(bl *Builder) {
+					dy := bl.Input("dy", op.n, op.o, op.ho, op.wo)
+					w := bl.Input("w", op.o, op.c, op.kh, op.kw)
+					bl.Output("dx", bl.conv2dBackwardInput(dy, w, op))
+				})
+			})
+		}
+	}
+}
+
+// convBenchOp is the op Builder.Conv2d makes for a square kernel k with
+// "same" padding, for its output size.
+func convBenchOp(b *testing.B, n, c, h, w, o, k, stride int) conv2dOp {
+	b.Helper()
+	bl := NewBuilder()
+	y := bl.Conv2d(bl.Input("x", n, c, h, w), bl.Input("w", o, c, k, k), nil, Pad(stride, k/2))
+	if err := bl.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return y.node.Op.(conv2dOp)
 }
 
 // BenchmarkGonumSGEMM is the CPU yardstick for BenchmarkMatMul: gonum's

@@ -10,8 +10,12 @@ import (
 )
 
 // attnConfig is how shaders/attention.comp spreads a block of queries over
-// a workgroup: wg threads, lanes threads per query, rq queries per thread.
-type attnConfig struct{ wg, lanes, rq int }
+// a workgroup: wg threads, lanes threads per query, rq queries per thread,
+// and whether the running max moves per key (the CPU layout) or per block.
+type attnConfig struct {
+	wg, lanes, rq int
+	perKey        bool
+}
 
 // queries is the number of queries one workgroup handles.
 func (c attnConfig) queries() int { return c.wg / c.lanes * c.rq }
@@ -20,7 +24,7 @@ func (c attnConfig) queries() int { return c.wg / c.lanes * c.rq }
 // device with the given limits: every per-thread share of a head fits the
 // register budget the shader is written for and shared memory suffices.
 func (c attnConfig) valid(dh, dhv int, info vk.DeviceInfo) bool {
-	if c.wg <= 0 || c.lanes <= 0 || c.rq <= 0 || c.wg%c.lanes != 0 {
+	if c.wg <= 0 || c.lanes <= 0 || c.rq <= 0 || c.wg%c.lanes != 0 || (c.perKey && c.lanes != 1) {
 		return false
 	}
 	if lim := int(info.MaxWorkgroupInvocations); lim > 0 && c.wg > lim {
@@ -50,30 +54,40 @@ func (c attnConfig) sharedBytes(dh, dhv int) int {
 // attnConfigFor picks the thread layout for a device. GPUs read shared
 // memory at full speed but have few registers per thread: one query per
 // thread, split over 2 or 4 threads past 16 vec4 chunks of head (SD's 80
-// and 160). CPU implementations execute each shared load as a loop over the
-// SIMD lanes and have registers to spare: several queries per thread reuse
-// each load, and a small workgroup keeps short sequences from idling lanes.
+// and 160). CPU implementations (lavapipe) execute each shared load as a
+// loop over the SIMD lanes and have registers to spare: several queries per
+// thread reuse each load. Their count is capped by attnCPUState, past which
+// lavapipe's compile time explodes (and at 5x it miscompiles).
 func attnConfigFor(dh, dhv int, info vk.DeviceInfo) attnConfig {
+	chunks := ceilDiv(dh, 4) + ceilDiv(dhv, 4)
 	if info.Type == "cpu" {
-		return attnConfig{wg: 32, lanes: 1, rq: 4}
+		c := attnConfig{wg: 16, lanes: 1, rq: 16, perKey: true}
+		for c.rq > 1 && c.rq*chunks > attnCPUState {
+			c.rq /= 2
+		}
+		return c
 	}
 	c := attnConfig{wg: 128, lanes: 1, rq: 1}
-	switch chunks := ceilDiv(max(dh, dhv), 4); {
-	case chunks > 32:
+	switch m := ceilDiv(max(dh, dhv), 4); {
+	case m > 32:
 		c.lanes = 4
-	case chunks > 16:
+	case m > 16:
 		c.lanes = 2
 	}
 	return c
 }
+
+// attnCPUState bounds the vec4 chunks of q and output one CPU thread holds.
+const attnCPUState = 256
 
 func (o attentionOp) record(r *recorder, n *Node) error {
 	info := r.p.dev.Info()
 	cfg := attnConfigFor(o.dh, o.dhv, info)
 	if s := os.Getenv("ATTN_CFG"); s != "" {
 		var w, l, q int
-		fmt.Sscan(s, &w, &l, &q)
-		cfg = attnConfig{w, l, q}
+		var pk bool
+		fmt.Sscan(s, &w, &l, &q, &pk)
+		cfg = attnConfig{w, l, q, pk}
 	}
 	_ = strconv.Itoa
 	return o.recordWith(r, n, cfg)
@@ -93,7 +107,7 @@ func (o attentionOp) recordWith(r *recorder, n *Node, cfg attnConfig) error {
 		uint32(qblocks), uint32(groups), b32(o.causal),
 		f32(o.scale * math.Log2E),
 	}
-	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(cfg.lanes), uint32(cfg.rq), uint32(cfg.wg)}
+	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(cfg.lanes), uint32(cfg.rq), uint32(cfg.wg), b32(cfg.perKey)}
 	return r.dispatch("attention", spec, push, r.grid(groups), n.In, []*Tensor{n.Out})
 }
 

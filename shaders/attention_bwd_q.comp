@@ -5,12 +5,18 @@
 // P_ij = exp2(s_ij - L_i), s_ij = scale*log2(e) q_i.k_j, dP_ij = dO_i.v_j,
 // with L and D from attention_bwd_stats. A workgroup owns BQ queries of one
 // (batch, head) and walks the keys in blocks of BK staged in shared memory;
-// since L is final, no running maximum or rescaling is needed.
+// since L is final, every key is handled on its own: no running maximum, no
+// rescaling.
 //
-// Thread layout as in attention.comp: LANES threads may share a query (each
-// owning vec4 chunks l, l+LANES, ... of the head, partial dots summed
-// through shared memory) and each thread owns RQ queries, so every vec4 it
-// reads from shared memory feeds RQ products.
+// Each thread owns RQ queries, so every vec4 it reads from shared memory
+// feeds RQ products (CPU implementations such as lavapipe run a shared load
+// as a loop over SIMD lanes; this reuse is what makes them fast). With
+// LANES = 1 the keys are a plain loop over scalars, which also keeps
+// lavapipe's compile time small. LANES > 1 threads share a query (each
+// owning vec4 chunks l, l+LANES, ... of the head, bounding a GPU thread's
+// registers at head dim 160): the partial dots of a whole key block are then
+// summed through shared memory, in loops of fixed length so that the
+// per-key arrays stay in registers.
 #include "common.glsl"
 layout(local_size_x_id = 4) in;
 layout(constant_id = 0) const uint DH = 40;   // q/k head dim
@@ -45,7 +51,16 @@ layout(push_constant) uniform P {
 
 shared vec4 Ks[BK * DH4];
 shared vec4 Vs[BK * DHV4];
-shared float part[PARTS];
+shared float part[PARTS]; // partial dots of the LANES threads of a query
+
+// This thread's queries: index, q pre-scaled into the log2 domain, dO, the
+// dq accumulator (without the final scale), L and D.
+uint qi[RQ];
+vec4 qr[RQ * DQ];
+vec4 gr[RQ * DV];
+vec4 acc[RQ * DQ];
+float L[RQ], D[RQ];
+uint lane;
 
 vec4 loadQ(uint base, uint c) {
     vec4 r = vec4(0.0);
@@ -68,21 +83,56 @@ vec4 loadG(uint base, uint c) {
     return r;
 }
 
+// dots returns this thread's share of q.k and dO.v for key jj of the block.
+void dots(uint jj, out float ss[RQ], out float sp[RQ]) {
+    for (uint r = 0; r < RQ; r++) {
+        ss[r] = 0.0;
+        sp[r] = 0.0;
+    }
+    for (uint e = 0; e < DQ; e++) {
+        uint c = lane + LANES * e;
+        if (c < DH4) {
+            vec4 kv = Ks[jj * DH4 + c];
+            for (uint r = 0; r < RQ; r++) ss[r] += dot(qr[r * DQ + e], kv);
+        }
+    }
+    for (uint e = 0; e < DV; e++) {
+        uint c = lane + LANES * e;
+        if (c < DHV4) {
+            vec4 vv = Vs[jj * DHV4 + c];
+            for (uint r = 0; r < RQ; r++) sp[r] += dot(gr[r * DV + e], vv);
+        }
+    }
+}
+
+// accumulate adds key j's contribution to dq given the full dots: dS/scale
+// = P (dP - D), zero where the causal mask hides the key.
+void accumulate(uint jj, uint j, float ss[RQ], float sp[RQ]) {
+    float ds[RQ];
+    for (uint r = 0; r < RQ; r++) {
+        bool seen = p.causal == 0 || qi[r] >= j;
+        ds[r] = seen ? exp2(ss[r] - L[r]) * (sp[r] - D[r]) : 0.0;
+    }
+    for (uint e = 0; e < DQ; e++) {
+        uint c = lane + LANES * e;
+        if (c < DH4) {
+            vec4 kv = Ks[jj * DH4 + c];
+            for (uint r = 0; r < RQ; r++) acc[r * DQ + e] += ds[r] * kv;
+        }
+    }
+}
+
 void main() {
     uint g = linearGroup();
     if (g >= p.groups) return; // whole workgroup: the grid may overshoot
     uint qb = g % p.qblocks, bh = g / p.qblocks;
     uint b = bh / p.heads, h = bh % p.heads;
     uint tid = gl_LocalInvocationID.x;
-    uint lane = tid % LANES, slot = tid / LANES;
-    uint q0 = qb * BQ + slot; // query r of this thread is q0 + TQ*r
-
-    vec4 qr[RQ * DQ];  // q, pre-scaled into the log2 domain
-    vec4 gr[RQ * DV];  // dO
-    vec4 acc[RQ * DQ]; // dq / scale
-    float L[RQ], D[RQ];
+    lane = tid % LANES;
+    uint slot = tid / LANES;
     for (uint r = 0; r < RQ; r++) {
-        uint i = q0 + TQ * r;
+        uint i = qb * BQ + slot + TQ * r;
+        qi[r] = i;
         bool ok = i < p.nq;
         uint qbase = ((b * p.nq + i) * p.heads + h) * DH;
         uint gbase = ((b * p.nq + i) * p.heads + h) * DHV;
@@ -113,75 +163,43 @@ void main() {
             Vs[x] = j < p.nk ? loadV((b * p.nk + j) * vstride + h * DHV, x % DHV4) : vec4(0.0);
         }
         barrier();
+        uint jn = min(kend - j0, BK); // keys of this block that exist
 
-        float s[RQ * BK], dp[RQ * BK];
-        for (uint jj = 0; jj < BK; jj++) {
-            float ss[RQ], sp[RQ];
-            for (uint r = 0; r < RQ; r++) {
-                ss[r] = 0.0;
-                sp[r] = 0.0;
+        if (LANES == 1) {
+            for (uint jj = 0; jj < jn; jj++) {
+                float ss[RQ], sp[RQ];
+                dots(jj, ss, sp);
+                accumulate(jj, j0 + jj, ss, sp);
             }
-            for (uint e = 0; e < DQ; e++) {
-                uint c = lane + LANES * e;
-                if (c < DH4) {
-                    vec4 kv = Ks[jj * DH4 + c];
-                    for (uint r = 0; r < RQ; r++) ss[r] += dot(qr[r * DQ + e], kv);
-                }
-            }
-            for (uint e = 0; e < DV; e++) {
-                uint c = lane + LANES * e;
-                if (c < DHV4) {
-                    vec4 vv = Vs[jj * DHV4 + c];
-                    for (uint r = 0; r < RQ; r++) sp[r] += dot(gr[r * DV + e], vv);
-                }
-            }
-            for (uint r = 0; r < RQ; r++) {
-                s[r * BK + jj] = ss[r];
-                dp[r * BK + jj] = sp[r];
-            }
-        }
-        if (LANES > 1) {
-            for (uint r = 0; r < RQ; r++) {
-                for (uint jj = 0; jj < BK; jj++) {
-                    part[(tid * RQ + r) * PSTRIDE + jj] = s[r * BK + jj];
-                    part[(tid * RQ + r) * PSTRIDE + BK + jj] = dp[r * BK + jj];
+        } else {
+            for (uint jj = 0; jj < BK; jj++) {
+                float ss[RQ], sp[RQ];
+                dots(jj, ss, sp);
+                for (uint r = 0; r < RQ; r++) {
+                    part[(tid * RQ + r) * PSTRIDE + jj] = ss[r];
+                    part[(tid * RQ + r) * PSTRIDE + BK + jj] = sp[r];
                 }
             }
             barrier();
-            for (uint r = 0; r < RQ; r++) {
-                for (uint jj = 0; jj < 2 * BK; jj++) {
-                    float t = 0.0;
-                    for (uint x = 0; x < LANES; x++) t += part[((slot * LANES + x) * RQ + r) * PSTRIDE + jj];
-                    if (jj < BK) s[r * BK + jj] = t;
-                    else dp[r * BK + jj - BK] = t;
-                }
-            }
-        }
-
-        // dS / scale = P (dP - D), zero for keys the query does not see.
-        uint jn = min(kend - j0, BK); // keys of this block that exist
-        for (uint r = 0; r < RQ; r++) {
-            uint i = q0 + TQ * r;
-            uint jlim = jn;
-            if (p.causal != 0) jlim = i >= j0 ? min(jlim, i - j0 + 1) : 0;
             for (uint jj = 0; jj < BK; jj++) {
-                s[r * BK + jj] = jj < jlim ? exp2(s[r * BK + jj] - L[r]) * (dp[r * BK + jj] - D[r]) : 0.0;
-            }
-        }
-        for (uint jj = 0; jj < jn; jj++) {
-            for (uint e = 0; e < DQ; e++) {
-                uint c = lane + LANES * e;
-                if (c < DH4) {
-                    vec4 kv = Ks[jj * DH4 + c];
-                    for (uint r = 0; r < RQ; r++) acc[r * DQ + e] += s[r * BK + jj] * kv;
+                float ss[RQ], sp[RQ];
+                for (uint r = 0; r < RQ; r++) {
+                    ss[r] = 0.0;
+                    sp[r] = 0.0;
+                    for (uint x = 0; x < LANES; x++) {
+                        uint at = ((slot * LANES + x) * RQ + r) * PSTRIDE + jj;
+                        ss[r] += part[at];
+                        sp[r] += part[at + BK];
+                    }
                 }
+                if (jj < jn) accumulate(jj, j0 + jj, ss, sp);
             }
         }
         barrier(); // Ks, Vs and part are rewritten by the next block
     }
 
     for (uint r = 0; r < RQ; r++) {
-        uint i = q0 + TQ * r;
+        uint i = qi[r];
         if (i >= p.nq) continue;
         uint base = ((b * p.nq + i) * p.heads + h) * DH;
         for (uint e = 0; e < DQ; e++) {

@@ -13,6 +13,7 @@ import (
 	"github.com/neti-project/neti/internal/pngmeta"
 	"github.com/neti-project/neti/internal/progress"
 	"github.com/neti-project/neti/model/builtin"
+	"github.com/neti-project/neti/model/neti"
 	"github.com/neti-project/neti/model/pipeline"
 	"github.com/neti-project/neti/model/safetensors"
 	"github.com/neti-project/neti/model/sd"
@@ -23,7 +24,8 @@ import (
 type genFlags struct {
 	model, tokenizer, prompt, negative, sampler, output string
 	latents, latentsKey, device                         string
-	steps, width, height, batch, vaeTile                int
+	concepts                                            []string
+	steps, width, height, batch, vaeTile, truncation    int
 	cfg                                                 float64
 	seed                                                int64
 	quiet, verbose, dryRun                              bool
@@ -46,6 +48,8 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	fs.StringVarP(&f.output, "output", "o", "output.png", "PNG to write; with --batch-count > 1 numbered: output-1.png, output-2.png, ...")
 	fs.StringVar(&f.latents, "latents", "", "initial noise from a .safetensors file instead of the seed (for exact comparison with other implementations)")
 	fs.StringVar(&f.latentsKey, "latents-key", defaultLatentsKey, "tensor of the --latents file to use ([1, 4, h, w] or [4, h, w])")
+	fs.StringArrayVar(&f.concepts, "concept", nil, "a concept file (repeatable): FILE or FILE:trunc=K,scale=S; name it in the prompt by its trigger (<cat>), file name (cat) or embedding:cat; (<cat>:1.2) sets its strength")
+	fs.IntVar(&f.truncation, "truncation", -1, "NeTI nested-dropout truncation for every concept: keep the first K of 128 mapper units (smaller: coarser, more editable; -1: all)")
 	fs.StringVar(&f.device, "device", "", "Vulkan device index or name (default: NETI_DEVICE, else the best)")
 	fs.IntVar(&f.vaeTile, "vae-tile", 0, "decode the latent in tiles of this many latent pixels (default: only when a whole decode does not fit the device)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress or notes on stderr")
@@ -84,6 +88,23 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Close()
+	files, err := loadConcepts(f.concepts, f.truncation)
+	if err != nil {
+		return err
+	}
+	var conceptIDs []int
+	var uses []neti.ConceptUse
+	if len(files) > 0 {
+		var warnings []string
+		if conceptIDs, uses, warnings, err = conceptPrompt(m, f.prompt, files); err != nil {
+			return err
+		}
+		if !f.quiet {
+			for _, w := range warnings {
+				fmt.Fprintln(stderr, "warning:", w)
+			}
+		}
+	}
 
 	var latents []float32
 	if f.latents != "" {
@@ -137,6 +158,11 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dev.Close()
+	if len(uses) > 0 {
+		opts.Concepts = func(ts []float64) (pipeline.Conditioning, error) {
+			return neti.NewConditioner(dev, m, conceptIDs, uses, ts)
+		}
+	}
 	p := pipeline.New(m, dev)
 	p.Decoder = decOpts
 	defer p.Close()
@@ -171,6 +197,9 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 		params := pngmeta.Params{
 			Prompt: f.prompt, NegativePrompt: f.negative, Steps: f.steps, Sampler: pipeline.DisplayName(sampler),
 			CFGScale: f.cfg, Seed: int64(o.Seed), Width: f.width, Height: f.height, Model: m.Name,
+		}
+		if len(uses) > 0 {
+			params.Extra = append(params.Extra, pngmeta.Field{Key: "Concepts", Value: describeConcepts(files, uses)})
 		}
 		if f.latents != "" {
 			params.Extra = append(params.Extra, pngmeta.Field{Key: "Initial latents", Value: filepath.Base(f.latents) + ":" + f.latentsKey})

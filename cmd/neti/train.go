@@ -13,7 +13,6 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/model/neti"
-	"github.com/neti-project/neti/model/sd"
 	"github.com/neti-project/neti/plugin"
 	"github.com/neti-project/neti/vk"
 )
@@ -62,7 +61,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	base, err := openModelArg(*model)
+	base, err := openGenModel(*model, "")
 	if err != nil {
 		return err
 	}
@@ -185,12 +184,4 @@ func checkWritable(path string) error {
 	name := f.Name()
 	f.Close()
 	return os.Remove(name)
-}
-
-// openModelArg opens -m (a folder or single file), or the built-in model.
-func openModelArg(path string) (*sd.Model, error) {
-	if path == "" {
-		return sd.OpenBuiltin(os.Getenv("NETI_CACHE_DIR"))
-	}
-	return sd.Open(path, sd.Options{})
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/fixtures"
+	"github.com/neti-project/neti/model/pipeline"
 	"github.com/neti-project/neti/model/sd"
 	"github.com/neti-project/neti/plugin"
 )
@@ -174,5 +175,75 @@ func TestConditionerTwoConcepts(t *testing.T) {
 	// encoded with the placeholder's missing embedding.
 	if _, err := NewConditioner(dev, model, ids, []ConceptUse{{Concept: a, TokenID: idA, Truncation: -1, Strength: 1}, {Concept: b, TokenID: 12345, Strength: 1}}, steps); err == nil {
 		t.Fatal("a concept missing from the prompt was accepted")
+	}
+}
+
+// neti_pipeline: the whole NeTI sampling run (DPM++ 2M with NeTI's linspace
+// timesteps, CFG 7.5 with the plain negative prompt, per-layer keys and
+// values from the conditioner every step), latents after every step and
+// the decoded image.
+func TestNeTIPipelineFixture(t *testing.T) {
+	dev := device(t)
+	if dev == nil {
+		t.Skip("no Vulkan device")
+	}
+	model := tinyModel(t)
+	model.Sched.TimestepSpacing = "linspace" // NeTI pins diffusers 0.14, whose DPM solver spaces timesteps this way
+	c := tinyConcept(t)
+	m, _ := fixtures.SDTiny()
+	fc, err := m.Case("neti_pipeline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids64, _, err := fc.InputInts("input_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int, len(ids64))
+	for i, v := range ids64 {
+		ids[i] = int(v)
+	}
+	init, _, _ := fc.InputTensor("initial_latents")
+	var steps int
+	var cfg float64
+	if err := fc.Param("num_inference_steps", &steps); err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.Param("guidance_scale", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var wantTS []float64
+	if err := fc.Output("timesteps", &wantTS); err != nil {
+		t.Fatal(err)
+	}
+	perStep, _, _ := fc.OutputTensor("latents_per_step")
+	n := len(init)
+	p := pipeline.New(model, dev)
+	defer p.Close()
+	var got [][]float32
+	res, err := p.Generate(pipeline.Options{
+		NegativePrompt: "", Steps: steps, CFGScale: cfg, Sampler: "dpm++2m", Width: 128, Height: 128, Latents: init,
+		Concepts: func(ts []float64) (pipeline.Conditioning, error) {
+			if len(ts) != len(wantTS) || ts[0] != wantTS[0] || ts[len(ts)-1] != wantTS[len(ts)-1] {
+				t.Errorf("timesteps %v, want %v", ts, wantTS)
+			}
+			return NewConditioner(dev, model, ids, []ConceptUse{{Concept: c, TokenID: 1000, Truncation: -1, Strength: 1}}, ts)
+		},
+		OnStep: func(s pipeline.Step) error {
+			got = append(got, append([]float32(nil), s.Latents...))
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range got {
+		if e := graph.RelErr(g, perStep[i*n:(i+1)*n]); e > 1e-4 {
+			t.Errorf("latents after step %d: relative error %.3g", i+1, e)
+		}
+	}
+	want, _, _ := fc.OutputTensor("image")
+	if e := graph.MaxAbsDiff(res.Pixels, want); e > 2.0/255 {
+		t.Errorf("image: max difference %.4f (> 2/255)", e)
 	}
 }

@@ -20,7 +20,9 @@ import (
 // grid, PyTorch's default uniform init elsewhere, LayerNorms at identity,
 // and the output norm scale taken from the init token's embedding.
 func NewConcept(b *sd.Model, token, initToken string, rng *rand.Rand) (*plugin.Concept, error) {
-	if _, ok := b.Tokenizer.ID(token); ok {
+	// A token added earlier (by another concept of this session) is fine;
+	// one of the model's own vocabulary is not: its meaning would clash.
+	if id, ok := b.Tokenizer.ID(token); ok && id < b.Text.Vocab {
 		return nil, fmt.Errorf("neti: token %q is already in the vocabulary; choose another trigger (e.g. <%s>)", token, strings.Trim(token, "<>"))
 	}
 	ids := b.Tokenizer.Encode(initToken)

@@ -74,6 +74,19 @@ type Options struct {
 	// OnStep, when not nil, is called after every step with the new
 	// latents; an error it returns stops the generation.
 	OnStep func(s Step) error
+	// Concepts, when not nil, conditions the prompt (the conditional
+	// branch) per step and per cross-attention layer instead of with one
+	// plain encoding: it is called once with the sampler's timesteps and
+	// returns the conditioning (NeTI concepts, see model/neti). The
+	// negative prompt keeps its plain encoding.
+	Concepts func(timesteps []float64) (Conditioning, error)
+}
+
+// Conditioning gives, for sampler step i, every cross-attention layer's
+// keys and values context for the prompt ([seq*dim] each, batch 1).
+type Conditioning interface {
+	Step(i int) (keys, values [][]float32, err error)
+	Close() error
 }
 
 // Step describes a finished denoising step.
@@ -100,7 +113,7 @@ type Pipeline struct {
 	m    *sd.Model
 	dev  *vk.Device
 	text map[int]*sd.TextEncoder // by batch
-	unet map[[3]int]*sd.UNet     // by batch, latent h, w
+	unet map[[4]int]*sd.UNet     // by batch, latent h, w, context mode
 	dec  map[[2]int]*sd.Decoder  // by latent h, w
 	// Decoder tunes the VAE decoder programs (tiling).
 	Decoder sd.DecoderOptions
@@ -108,7 +121,7 @@ type Pipeline struct {
 
 // New makes a pipeline; programs are compiled on first use.
 func New(m *sd.Model, dev *vk.Device) *Pipeline {
-	return &Pipeline{m: m, dev: dev, text: map[int]*sd.TextEncoder{}, unet: map[[3]int]*sd.UNet{}, dec: map[[2]int]*sd.Decoder{}}
+	return &Pipeline{m: m, dev: dev, text: map[int]*sd.TextEncoder{}, unet: map[[4]int]*sd.UNet{}, dec: map[[2]int]*sd.Decoder{}}
 }
 
 // Close releases the compiled programs (not the model or the device).
@@ -234,12 +247,28 @@ func (p *Pipeline) textEncoder(batch int) (*sd.TextEncoder, error) {
 	return t, nil
 }
 
-func (p *Pipeline) unetFor(batch, h, w int) (*sd.UNet, error) {
-	key := [3]int{batch, h, w}
+// setConcepts sets step i's per-layer contexts; with guidance each layer's
+// batch is [negative prompt, concept prompt].
+func (p *Pipeline) setConcepts(u *sd.UNet, cond Conditioning, i int, uncond []float32) error {
+	keys, values, err := cond.Step(i)
+	if err != nil {
+		return err
+	}
+	if uncond != nil {
+		for l := range keys {
+			keys[l] = append(append(make([]float32, 0, 2*len(uncond)), uncond...), keys[l]...)
+			values[l] = append(append(make([]float32, 0, 2*len(uncond)), uncond...), values[l]...)
+		}
+	}
+	return u.SetLayerContexts(keys, values)
+}
+
+func (p *Pipeline) unetFor(batch, h, w int, mode sd.ContextMode) (*sd.UNet, error) {
+	key := [4]int{batch, h, w, int(mode)}
 	if u, ok := p.unet[key]; ok {
 		return u, nil
 	}
-	u, err := p.m.CompileUNet(p.dev, sd.UNetOptions{Batch: batch, Height: h, Width: w})
+	u, err := p.m.CompileUNet(p.dev, sd.UNetOptions{Batch: batch, Height: h, Width: w, Context: mode})
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +343,11 @@ func (p *Pipeline) Generate(o Options) (*Result, error) {
 	if cfg {
 		prompts = []string{o.NegativePrompt, o.Prompt}
 	}
+	if o.Concepts != nil {
+		// The conditioning encodes the prompt itself (its placeholders are
+		// outside the token table); only the negative prompt is plain.
+		prompts = prompts[:len(prompts)-1]
+	}
 	ids := make([][]int, len(prompts))
 	for i, s := range prompts {
 		row, _, truncated := m.Tokenizer.EncodePadded(s)
@@ -331,13 +365,31 @@ func (p *Pipeline) Generate(o Options) (*Result, error) {
 		}
 		ids[i] = row
 	}
-	te, err := p.textEncoder(batch)
-	if err != nil {
-		return nil, err
-	}
-	ctx, err := te.Encode(ids)
-	if err != nil {
-		return nil, err
+	var cond Conditioning
+	var uncond []float32 // the negative prompt's plain encoding (concepts, CFG)
+	var ctx []float32
+	if o.Concepts != nil {
+		if cond, err = o.Concepts(sch.TimestepValues()); err != nil {
+			return nil, err
+		}
+		defer cond.Close()
+		if cfg {
+			te, err := p.textEncoder(1)
+			if err != nil {
+				return nil, err
+			}
+			if uncond, err = te.Encode(ids[:1]); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		te, err := p.textEncoder(batch)
+		if err != nil {
+			return nil, err
+		}
+		if ctx, err = te.Encode(ids); err != nil {
+			return nil, err
+		}
 	}
 
 	f := m.LatentFactor()
@@ -355,12 +407,18 @@ func (p *Pipeline) Generate(o Options) (*Result, error) {
 			latents[i] *= s
 		}
 	}
-	u, err := p.unetFor(batch, h, w)
+	mode := sd.OneContext
+	if cond != nil {
+		mode = sd.LayerKeysValues
+	}
+	u, err := p.unetFor(batch, h, w, mode)
 	if err != nil {
 		return nil, err
 	}
-	if err := u.SetContext(ctx); err != nil {
-		return nil, err
+	if cond == nil {
+		if err := u.SetContext(ctx); err != nil {
+			return nil, err
+		}
 	}
 	rng := gen.Normal(n)
 	ts := sch.TimestepValues()
@@ -368,6 +426,11 @@ func (p *Pipeline) Generate(o Options) (*Result, error) {
 	tin := make([]float32, batch)
 	scale := float32(o.CFGScale)
 	for i, t := range ts {
+		if cond != nil {
+			if err := p.setConcepts(u, cond, i, uncond); err != nil {
+				return nil, fmt.Errorf("pipeline: step %d/%d: %w", i+1, len(ts), err)
+			}
+		}
 		x := sch.ScaleModelInput(latents, i)
 		for b := 0; b < batch; b++ {
 			copy(in[b*n:], x)
@@ -386,7 +449,7 @@ func (p *Pipeline) Generate(o Options) (*Result, error) {
 			}
 		}
 		if j := firstNonFinite(noise); j >= 0 {
-			return nil, fmt.Errorf("pipeline: step %d/%d (timestep %g): the UNet output holds %g at index %d: numerical failure on the device; try another seed, fewer steps, or NETI_DISABLE_F16=1", i+1, len(ts), t, noise[j], j)
+			return nil, fmt.Errorf("pipeline: step %d/%d (timestep %g): the UNet output holds %g at index %d (a numerical failure in the model's weights or on the device)", i+1, len(ts), t, noise[j], j)
 		}
 		latents, _, err = sch.Step(noise, i, latents, rng)
 		if err != nil {

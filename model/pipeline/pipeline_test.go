@@ -228,8 +228,9 @@ func maxPixelDiff(pix []uint8, ref []float32, h, w int) int {
 	return worst
 }
 
-// The same seed gives the same image bytes; another seed another image.
-// Euler a also draws noise at every step, so its stream is covered too.
+// The same seed gives the same image bytes. Euler a also draws noise at
+// every step, so its stream is covered too (that other seeds give other
+// noise is TestGeneratorMatchesTorch's).
 func TestDeterministic(t *testing.T) {
 	dev := device(t)
 	m := openModel(t, fixtureDir(t, "sd-shapes"))
@@ -246,12 +247,8 @@ func TestDeterministic(t *testing.T) {
 		}
 		return b.Bytes()
 	}
-	a, b, c := gen(1), gen(1), gen(2)
-	if !bytes.Equal(a, b) {
+	if !bytes.Equal(gen(1), gen(1)) {
 		t.Error("the same seed gave different images")
-	}
-	if bytes.Equal(a, c) {
-		t.Error("different seeds gave the same image")
 	}
 }
 

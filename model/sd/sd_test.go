@@ -410,4 +410,28 @@ func TestWriteRandom(t *testing.T) {
 	if len(entries) != 3 {
 		t.Errorf("left behind: %v", entries)
 	}
+
+	// SD 2.x traits: linear projections, per-block head counts, a gelu
+	// text encoder and v-prediction load and build as well.
+	sd2 := cfg
+	sd2.UNet.UseLinearProjection = true
+	sd2.UNet.AttentionHeadDim = []int{2, 4, 8, 8}
+	sd2.UNet.NumAttentionHeads = []int{2, 4, 8, 8}
+	sd2.TextEncoder.HiddenAct = "gelu"
+	sd2.Scheduler.PredictionType = "v_prediction"
+	d2 := filepath.Join(root, "sd2")
+	if err := WriteRandom(d2, sd2, 3); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := Open(d2, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if !m2.UNet.UseLinearProjection || m2.UNet.Heads[1] != 4 || m2.Text.Act != "gelu" || m2.Sched.PredictionType != "v_prediction" {
+		t.Errorf("SD 2 traits lost: %+v %+v %+v", m2.UNet, m2.Text, m2.Sched)
+	}
+	if _, err := m2.PlanUNet(UNetOptions{Batch: 2, Height: 16, Width: 16}, Limits{}); err != nil {
+		t.Error(err)
+	}
 }

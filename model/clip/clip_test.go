@@ -144,3 +144,45 @@ func TestTextEncoderInjectInterpret(t *testing.T) {
 		t.Errorf("relative error %.3g", e)
 	}
 }
+
+// text_encoder_inject's gradient: d sum(last_hidden_state * G) / d vec,
+// through the injected token embedding (how training reaches the mapper).
+func TestTextEncoderInjectGrad(t *testing.T) {
+	m, _ := fixtures.SDTiny()
+	c, err := m.Case("text_encoder_inject")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, shape, _ := c.InputInts("input_ids")
+	vec, _, _ := c.InputTensor("vec")
+	gw, _, _ := c.InputTensor("G")
+	var pos int
+	if err := c.Input("pos", &pos); err != nil {
+		t.Fatal(err)
+	}
+	cfg := tinyConfig(t)
+	seq, d := shape[1], cfg.Hidden
+	mask := make([]float32, seq)
+	mask[pos] = 1
+	b := graph.NewBuilder()
+	v := b.Input("vec", d)
+	out := Build(b, cfg, b.Input("ids", shape...), b.Reshape(v, 1, 1, d), b.Input("mask", 1, seq, 1))
+	g := b.Input("G", out.Hidden.Shape()...)
+	loss := b.Sum(b.Reshape(b.Mul(out.Hidden, g), out.Hidden.Numel()), 0)
+	b.Output("loss", loss)
+	b.Output("grad_vec", b.Grad(loss, nil, v)[0])
+	gr, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := graph.Interpret(gr, map[string][]float32{"ids": floats(ids), "vec": vec, "mask": mask, "G": gw}, tinyWeights(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"loss", "grad_vec"} {
+		want, _, _ := c.OutputTensor(name)
+		if e := graph.RelErr(res[name], want); e > 1e-4 {
+			t.Errorf("%s: relative error %.3g", name, e)
+		}
+	}
+}

@@ -51,21 +51,28 @@ func TestConv2dBwdInput(t *testing.T) {
 		{name: "1x1_s2", n: 1, c: 9, h: 11, w: 11, o: 10, kh: 1, kw: 1, p: Pad(2, 0)},
 		{name: "2x2_s3_pad", n: 1, c: 3, h: 8, w: 7, o: 4, kh: 2, kw: 2, p: convParams(3, 3, 1, 2, 0, 1)},
 		{name: "3x3_s3", n: 2, c: 4, h: 9, w: 10, o: 5, kh: 3, kw: 3, p: Pad(3, 0)},
+		// More pixels per phase than one CPU workgroup covers (64 x 4), the
+		// last block partly empty, and channel counts between its blocks.
+		{name: "3x3_2blocks_c12", n: 1, c: 12, h: 20, w: 23, o: 5, kh: 3, kw: 3, p: Pad(1, 1)},
+		{name: "3x3_s2_2blocks_c40", n: 1, c: 40, h: 40, w: 37, o: 6, kh: 3, kw: 3, p: Pad(2, 1)},
 		// SD shapes with a small latent: a UNet block conv and a downsampler.
 		{name: "unet_320ch_8x8", n: 1, c: 320, h: 8, w: 8, o: 320, kh: 3, kw: 3, p: Pad(1, 1)},
 		{name: "unet_down_64ch_16x16", n: 2, c: 64, h: 16, w: 16, o: 64, kh: 3, kw: 3, p: Pad(2, 1)},
 	} {
-		t.Run(s.name, func(t *testing.T) {
-			op := convOpOf(t, s)
-			runOpCase(t, opCase{
-				name: caseName("conv2d_bwd_input", s.name),
-				build: func(b *Builder) {
-					dy := b.Input("dy", op.n, op.o, op.ho, op.wo)
-					w := b.Input("w", op.o, op.c, op.kh, op.kw)
-					b.Output("dx", b.conv2dBackwardInput(dy, w, op))
-				},
+		for _, kernels := range []string{"gpu", "cpu"} {
+			t.Run(kernels+"/"+s.name, func(t *testing.T) {
+				op := convOpOf(t, s)
+				runOpCase(t, opCase{
+					name: caseName("conv2d_bwd_input", s.name),
+					build: func(b *Builder) {
+						dy := b.Input("dy", op.n, op.o, op.ho, op.wo)
+						w := b.Input("w", op.o, op.c, op.kh, op.kw)
+						b.Output("dx", b.conv2dBackwardInput(dy, w, op))
+					},
+					kernels: kernels,
+				})
 			})
-		})
+		}
 	}
 }
 
@@ -73,6 +80,12 @@ func TestConv2dBwdInput(t *testing.T) {
 // next (barriers between the two, memory reuse) and checks that pixels no
 // window covers are exactly zero on the device, not just small.
 func TestConv2dBwdInputChained(t *testing.T) {
+	for _, kernels := range []string{"gpu", "cpu"} {
+		t.Run(kernels, func(t *testing.T) { checkConv2dBwdInputChained(t, kernels) })
+	}
+}
+
+func checkConv2dBwdInputChained(t *testing.T, kernels string) {
 	dev := device(t)
 	s1 := convShape{n: 1, c: 3, h: 10, w: 10, o: 4, kh: 3, kw: 3, p: Pad(2, 0)} // row/col 9 uncovered
 	s2 := convShape{n: 1, c: 4, h: 4, w: 4, o: 2, kh: 1, kw: 1, p: Pad(1, 0)}
@@ -85,7 +98,7 @@ func TestConv2dBwdInputChained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compile(dev, g, nil, Options{})
+	p, err := Compile(dev, g, nil, Options{Kernels: kernels})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,29 +172,29 @@ func attnBwdCase(t *testing.T, s attnShape, layout attnBwdLayout) opCase {
 	}
 }
 
+// The attention backward tests keep to a few head dims: lavapipe compiles
+// every kernel variant on first use, in seconds, and these are dims the
+// forward tests use too (their forward kernels are then compiled once).
 func TestAttentionBwd(t *testing.T) {
 	for _, s := range []attnShape{
 		// Tiny heads, sizes of 1 and odd sizes.
-		{batch: 1, nq: 1, nk: 1, heads: 1, dh: 2, dhv: 2},
-		{batch: 1, nq: 1, nk: 1, heads: 1, dh: 4, dhv: 4, causal: true},
+		{batch: 1, nq: 1, nk: 1, heads: 1, dh: 8, dhv: 8},
+		{batch: 1, nq: 1, nk: 1, heads: 1, dh: 8, dhv: 8, causal: true},
 		{batch: 2, nq: 5, nk: 7, heads: 3, dh: 8, dhv: 8},
 		{batch: 2, nq: 9, nk: 1, heads: 2, dh: 8, dhv: 8},
 		{batch: 1, nq: 1, nk: 40, heads: 2, dh: 8, dhv: 8},
-		{batch: 1, nq: 33, nk: 17, heads: 2, dh: 16, dhv: 16},
-		// Value head dims that differ from the key's.
-		{batch: 1, nq: 40, nk: 50, heads: 2, dh: 16, dhv: 24},
-		{batch: 1, nq: 19, nk: 23, heads: 3, dh: 8, dhv: 3},
-		// CLIP's causal self-attention; one spanning several blocks.
+		// A value head dim that differs from the key's, not a multiple of 4.
+		{batch: 1, nq: 33, nk: 17, heads: 2, dh: 8, dhv: 3},
+		// CLIP's causal self-attention; one spanning many blocks.
 		{batch: 2, nq: 77, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true},
-		{batch: 1, nq: 300, nk: 300, heads: 1, dh: 16, dhv: 16, causal: true},
+		{batch: 1, nq: 300, nk: 300, heads: 1, dh: 8, dhv: 8, causal: true},
 		// Peaked softmax (large scale).
 		{batch: 1, nq: 64, nk: 200, heads: 2, dh: 8, dhv: 8, scale: 4},
 		// SD 1.5 head dims on small latents: self-attention on 16x16,
-		// cross-attention to 77 text tokens, and head dim 160.
+		// cross-attention to 77 text tokens, and the largest head dim.
 		{batch: 1, nq: 256, nk: 256, heads: 1, dh: 40, dhv: 40},
-		{batch: 2, nq: 64, nk: 77, heads: 2, dh: 80, dhv: 80},
+		{batch: 2, nq: 64, nk: 77, heads: 2, dh: 40, dhv: 40},
 		{batch: 1, nq: 64, nk: 64, heads: 1, dh: 160, dhv: 160},
-		{batch: 1, nq: 37, nk: 29, heads: 1, dh: 130, dhv: 150},
 	} {
 		c := attnBwdCase(t, s, attnBwdLayout{})
 		t.Run(c.name, func(t *testing.T) { runOpCase(t, c) })
@@ -189,20 +202,17 @@ func TestAttentionBwd(t *testing.T) {
 }
 
 // TestAttentionBwdLayouts runs the thread layouts a GPU gets (one row per
-// thread, rows split over 2 to 8 lanes, big workgroups) and odd ones on
-// this device: the kernels are the same code for every layout, so
-// lavapipe checks them all.
+// thread, rows split over 2 to 8 lanes, big workgroups) on this device: the
+// kernels are the same code for every layout, so lavapipe checks them all.
 func TestAttentionBwdLayouts(t *testing.T) {
 	for _, c := range []struct {
 		s attnShape
 		l attnBwdLayout
 	}{
-		{attnShape{batch: 1, nq: 70, nk: 45, heads: 2, dh: 40, dhv: 40}, attnBwdLayout{wg: 128, lanes: 1, rows: 1}},
-		{attnShape{batch: 1, nq: 70, nk: 45, heads: 2, dh: 40, dhv: 24}, attnBwdLayout{wg: 64, lanes: 2, rows: 1}},
-		{attnShape{batch: 2, nq: 33, nk: 33, heads: 1, dh: 80, dhv: 80, causal: true}, attnBwdLayout{wg: 64, lanes: 4, rows: 1}},
-		{attnShape{batch: 1, nq: 37, nk: 29, heads: 1, dh: 160, dhv: 150}, attnBwdLayout{wg: 32, lanes: 8, rows: 1}},
-		{attnShape{batch: 1, nq: 50, nk: 21, heads: 2, dh: 12, dhv: 20}, attnBwdLayout{wg: 24, lanes: 3, rows: 3}},
-		{attnShape{batch: 1, nq: 45, nk: 45, heads: 1, dh: 8, dhv: 8, causal: true}, attnBwdLayout{wg: 8, lanes: 1, rows: 5}},
+		{attnShape{batch: 1, nq: 170, nk: 145, heads: 2, dh: 8, dhv: 8}, attnBwdLayout{wg: 128, lanes: 1, rows: 1}},
+		{attnShape{batch: 1, nq: 70, nk: 45, heads: 2, dh: 8, dhv: 3}, attnBwdLayout{wg: 64, lanes: 2, rows: 1}},
+		{attnShape{batch: 2, nq: 33, nk: 33, heads: 1, dh: 40, dhv: 40, causal: true}, attnBwdLayout{wg: 64, lanes: 4, rows: 1}},
+		{attnShape{batch: 1, nq: 37, nk: 29, heads: 1, dh: 160, dhv: 160}, attnBwdLayout{wg: 32, lanes: 8, rows: 1}},
 	} {
 		oc := attnBwdCase(t, c.s, c.l)
 		t.Run(oc.name, func(t *testing.T) { runOpCase(t, oc) })
@@ -275,10 +285,10 @@ func convAttentionGradCases() []gradCase {
 			h := b.SiLU(b.Conv2d(x, b.Input("w1", 3, 2, 3, 3), b.Input("b1", 3), Pad(1, 1)))
 			return b.Conv2d(h, b.Input("w2", 2, 3, 3, 3), nil, convParams(2, 2, 0, 0, 1, 1)), []*Tensor{x}
 		}},
-		{name: "attn_tiny", build: attnGrad(attnShape{batch: 1, nq: 3, nk: 4, heads: 2, dh: 4, dhv: 4}, "q,k,v")},
+		{name: "attn_tiny_unet", build: attnGrad(attnShape{batch: 1, nq: 3, nk: 4, heads: 2, dh: 4, dhv: 4}, "q,k,v")},
 		{name: "attn_clip_causal", build: attnGrad(attnShape{batch: 2, nq: 77, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true}, "q,k,v")},
 		{name: "attn_cross_64x77", build: attnGrad(attnShape{batch: 1, nq: 64, nk: 77, heads: 2, dh: 8, dhv: 8}, "q,k,v")},
-		{name: "attn_dhv_differs", build: attnGrad(attnShape{batch: 1, nq: 9, nk: 11, heads: 2, dh: 6, dhv: 10, scale: 0.7}, "q,k,v")},
+		{name: "attn_dhv_differs", build: attnGrad(attnShape{batch: 1, nq: 9, nk: 11, heads: 2, dh: 8, dhv: 3, scale: 0.7}, "q,k,v")},
 		{name: "attn_head40", build: attnGrad(attnShape{batch: 1, nq: 16, nk: 20, heads: 1, dh: 40, dhv: 40}, "q,k,v")},
 		// Only the keys and values need gradients (the text side).
 		{name: "attn_kv_only", build: attnGrad(attnShape{batch: 1, nq: 12, nk: 7, heads: 2, dh: 8, dhv: 8}, "k,v")},
@@ -298,7 +308,23 @@ func TestGradConvAttentionFiniteDifferences(t *testing.T) {
 
 func TestGradConvAttentionGPU(t *testing.T) {
 	for _, c := range convAttentionGradCases() {
+		if strings.HasPrefix(c.name, "conv_") {
+			continue // TestGradConvKernels
+		}
 		t.Run(c.name, func(t *testing.T) { checkGradGPU(t, c) })
+	}
+}
+
+// TestGradConvKernels runs the convolution gradients with both kernel
+// families, whichever the device would pick.
+func TestGradConvKernels(t *testing.T) {
+	for _, c := range convAttentionGradCases() {
+		if !strings.HasPrefix(c.name, "conv_") {
+			continue
+		}
+		for _, kernels := range []string{"gpu", "cpu"} {
+			t.Run(kernels+"/"+c.name, func(t *testing.T) { checkGradKernels(t, c, kernels) })
+		}
 	}
 }
 

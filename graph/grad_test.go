@@ -95,10 +95,14 @@ func checkFiniteDifferences(t *testing.T, c gradCase) {
 }
 
 // checkGradGPU runs the backward graph on the device against Interpret.
-func checkGradGPU(t *testing.T, c gradCase) {
+func checkGradGPU(t *testing.T, c gradCase) { checkGradKernels(t, c, "") }
+
+// checkGradKernels is checkGradGPU with a kernel family forced ("gpu",
+// "cpu"; "" is the device's choice).
+func checkGradKernels(t *testing.T, c gradCase, kernels string) {
 	_, bwd, names := gradGraph(t, c)
 	dev := device(t)
-	p, err := Compile(dev, bwd, nil, Options{})
+	p, err := Compile(dev, bwd, nil, Options{Kernels: kernels})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -26,36 +27,72 @@ func attentionCase(s attnShape) opCase {
 }
 
 func TestAttention(t *testing.T) {
+	// Head dims are kept few and small where the shape is the point:
+	// lavapipe compiles one pipeline per head-dim pair and layout, for
+	// seconds at SD's sizes.
 	for _, s := range []attnShape{
-		// Tiny heads (one thread per query), single and odd sizes.
+		// Tiny heads, single and odd sizes.
 		{batch: 1, nq: 1, nk: 1, heads: 1, dh: 2, dhv: 2},
 		{batch: 2, nq: 5, nk: 7, heads: 3, dh: 8, dhv: 8},
-		{batch: 1, nq: 33, nk: 17, heads: 2, dh: 16, dhv: 16},
-		{batch: 2, nq: 130, nk: 129, heads: 1, dh: 32, dhv: 32},
+		{batch: 1, nq: 33, nk: 17, heads: 2, dh: 8, dhv: 8},
+		{batch: 2, nq: 300, nk: 129, heads: 1, dh: 8, dhv: 8},
 		{batch: 2, nq: 9, nk: 1, heads: 2, dh: 8, dhv: 8},
 		// Value head dims that differ from the key's.
-		{batch: 1, nq: 40, nk: 50, heads: 2, dh: 16, dhv: 24},
 		{batch: 1, nq: 19, nk: 23, heads: 3, dh: 8, dhv: 3},
-		// CLIP's causal self-attention, and a causal case spanning
-		// several query and key blocks.
+		// CLIP's causal self-attention, and causal cases spanning several
+		// query and key blocks.
 		{batch: 3, nq: 77, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true},
-		{batch: 1, nq: 300, nk: 300, heads: 2, dh: 16, dhv: 16, causal: true},
-		{batch: 1, nq: 1, nk: 1, heads: 1, dh: 4, dhv: 4, causal: true},
+		{batch: 1, nq: 300, nk: 300, heads: 2, dh: 8, dhv: 8, causal: true},
+		{batch: 1, nq: 1, nk: 1, heads: 1, dh: 2, dhv: 2, causal: true},
 		// Cross-attention to 77 text tokens.
 		{batch: 2, nq: 256, nk: 77, heads: 4, dh: 8, dhv: 8},
 		// Peaked softmax: the running maximum moves by large steps.
 		{batch: 1, nq: 64, nk: 200, heads: 2, dh: 8, dhv: 8, scale: 6},
-		// Two and four threads per query, head dims not multiples of them.
-		{batch: 1, nq: 70, nk: 45, heads: 2, dh: 100, dhv: 70},
-		{batch: 1, nq: 37, nk: 29, heads: 1, dh: 130, dhv: 150},
-		{batch: 1, nq: 100, nk: 77, heads: 2, dh: 150, dhv: 65, causal: false},
-		// SD 1.5 head dims on a 16x16 latent.
-		{batch: 1, nq: 256, nk: 256, heads: 2, dh: 40, dhv: 40},
-		{batch: 2, nq: 256, nk: 77, heads: 1, dh: 80, dhv: 80},
+		// SD 1.5's largest head dim on a 16x16 latent.
 		{batch: 1, nq: 256, nk: 256, heads: 1, dh: 160, dhv: 160},
 	} {
 		c := attentionCase(s)
 		t.Run(c.name, func(t *testing.T) { runOpCase(t, c) })
+	}
+}
+
+// forcedAttention records attention with a given thread layout, so that the
+// layouts picked for other devices are tested on this one.
+type forcedAttention struct {
+	attentionOp
+	cfg attnConfig
+}
+
+func (o forcedAttention) record(r *recorder, n *Node) error { return o.recordWith(r, n, o.cfg) }
+
+// TestAttentionLayouts runs the shader's thread layouts whatever the test
+// device would pick: the GPU ones (1, 2 or 4 threads per query, scores per
+// block), the CPU ones (several queries per thread, online per key) and
+// mixtures no device gets, with head dims that do not divide into lanes.
+func TestAttentionLayouts(t *testing.T) {
+	gpu := func(lanes int) attnConfig { return attnConfig{wg: 128, lanes: lanes, rq: 1} }
+	for _, c := range []struct {
+		cfg attnConfig
+		s   attnShape
+	}{
+		{gpu(1), attnShape{batch: 1, nq: 300, nk: 300, heads: 1, dh: 8, dhv: 8, causal: true}},
+		{gpu(2), attnShape{batch: 1, nq: 70, nk: 45, heads: 2, dh: 6, dhv: 9}},
+		{gpu(4), attnShape{batch: 2, nq: 50, nk: 50, heads: 2, dh: 20, dhv: 13, causal: true}},
+		{attnConfig{wg: 16, lanes: 1, rq: 4, perKey: true}, attnShape{batch: 1, nq: 70, nk: 33, heads: 2, dh: 8, dhv: 8}},
+		{attnConfig{wg: 32, lanes: 2, rq: 2}, attnShape{batch: 1, nq: 150, nk: 40, heads: 2, dh: 6, dhv: 9}},
+	} {
+		oc := attentionCase(c.s)
+		oc.name = fmt.Sprintf("%s_wg%d_l%d_rq%d_pk%v", oc.name, c.cfg.wg, c.cfg.lanes, c.cfg.rq, c.cfg.perKey)
+		build := oc.build
+		oc.build = func(b *Builder) {
+			build(b)
+			for _, n := range b.nodes {
+				if a, ok := n.Op.(attentionOp); ok {
+					n.Op = forcedAttention{a, c.cfg}
+				}
+			}
+		}
+		t.Run(oc.name, func(t *testing.T) { runOpCase(t, oc) })
 	}
 }
 
@@ -67,7 +104,7 @@ func TestAttentionKeysFromOtherTensors(t *testing.T) {
 		name: "attention_shared_qk",
 		build: func(b *Builder) {
 			x := b.Input("x", 2, 21, 3*8)
-			v := b.Input("v", 2, 21, 3*5)
+			v := b.Input("v", 2, 21, 3*3)
 			b.Output("y", b.Attention(x, x, v, 3, 0, false))
 			b.Output("z", b.Attention(x, x, x, 3, 0.5, true))
 		},

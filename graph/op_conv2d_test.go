@@ -32,46 +32,57 @@ func TestConv2d(t *testing.T) {
 		{name: "3x3_o17_tm2", n: 1, c: 6, h: 10, w: 9, o: 17, kh: 3, kw: 3, p: Pad(1, 1), bias: true},
 		{name: "3x3_o33_tm4", n: 1, c: 2, h: 5, w: 70, o: 33, kh: 3, kw: 3, p: Pad(1, 1)},
 		{name: "1x1_s2", n: 1, c: 9, h: 11, w: 11, o: 10, kh: 1, kw: 1, p: Pad(2, 0), bias: true},
+		// More pixels than one CPU workgroup covers (64 x 4), the last block
+		// partly empty, and channel counts between the CPU kernel's blocks.
+		{name: "3x3_2blocks_o12", n: 1, c: 3, h: 20, w: 23, o: 12, kh: 3, kw: 3, p: Pad(1, 1), bias: true},
+		{name: "3x3_s2_o40", n: 2, c: 5, h: 37, w: 30, o: 40, kh: 3, kw: 3, p: Pad(2, 1)},
 		// Tiny SD UNet conv_in and a VAE-sized block conv: realistic channel
 		// counts with a small image so lavapipe stays quick.
 		{name: "unet_tiny_conv_in", n: 2, c: 4, h: 16, w: 16, o: 32, kh: 3, kw: 3, p: Pad(1, 1), bias: true},
 		{name: "vae_128ch", n: 1, c: 128, h: 16, w: 16, o: 128, kh: 3, kw: 3, p: Pad(1, 1), bias: true, initW: 0.03},
 	} {
-		s := s
-		t.Run(s.name, func(t *testing.T) {
-			init := map[string]func(*rand.Rand, int) []float32{}
-			if s.initW != 0 {
-				init["w"] = func(r *rand.Rand, n int) []float32 { return randVec(r, n, s.initW) }
-			}
-			runOpCase(t, opCase{
-				name: caseName("conv2d", s.name),
-				build: func(b *Builder) {
-					x := b.Input("x", s.n, s.c, s.h, s.w)
-					w := b.Input("w", s.o, s.c, s.kh, s.kw)
-					var bias *Tensor
-					if s.bias {
-						bias = b.Input("bias", s.o)
-					}
-					b.Output("y", b.Conv2d(x, w, bias, s.p))
-				},
-				init: init,
+		for _, kernels := range []string{"gpu", "cpu"} {
+			t.Run(kernels+"/"+s.name, func(t *testing.T) {
+				init := map[string]func(*rand.Rand, int) []float32{}
+				if s.initW != 0 {
+					init["w"] = func(r *rand.Rand, n int) []float32 { return randVec(r, n, s.initW) }
+				}
+				runOpCase(t, opCase{
+					name: caseName("conv2d", s.name),
+					build: func(b *Builder) {
+						x := b.Input("x", s.n, s.c, s.h, s.w)
+						w := b.Input("w", s.o, s.c, s.kh, s.kw)
+						var bias *Tensor
+						if s.bias {
+							bias = b.Input("bias", s.o)
+						}
+						b.Output("y", b.Conv2d(x, w, bias, s.p))
+					},
+					init:    init,
+					kernels: kernels,
+				})
 			})
-		})
+		}
 	}
 }
 
-// TestConv2dChain runs two convolutions back to back, so the second reads
-// what the first wrote (barrier placement and memory reuse).
+// TestConv2dChain runs three convolutions back to back, so each reads what
+// the previous one wrote (barrier placement and memory reuse).
 func TestConv2dChain(t *testing.T) {
-	runOpCase(t, opCase{
-		name: "conv2d_chain",
-		build: func(b *Builder) {
-			x := b.Input("x", 2, 3, 12, 12)
-			h := b.Conv2d(x, b.Input("w1", 8, 3, 3, 3), b.Input("b1", 8), Pad(1, 1))
-			h = b.Conv2d(h, b.Input("w2", 8, 8, 3, 3), nil, Conv2dParams{StrideH: 2, StrideW: 2, PadBottom: 1, PadRight: 1})
-			b.Output("y", b.Conv2d(h, b.Input("w3", 5, 8, 1, 1), b.Input("b3", 5), Pad(1, 0)))
-		},
-	})
+	for _, kernels := range []string{"gpu", "cpu"} {
+		t.Run(kernels, func(t *testing.T) {
+			runOpCase(t, opCase{
+				name: "conv2d_chain",
+				build: func(b *Builder) {
+					x := b.Input("x", 2, 3, 12, 12)
+					h := b.Conv2d(x, b.Input("w1", 8, 3, 3, 3), b.Input("b1", 8), Pad(1, 1))
+					h = b.Conv2d(h, b.Input("w2", 8, 8, 3, 3), nil, Conv2dParams{StrideH: 2, StrideW: 2, PadBottom: 1, PadRight: 1})
+					b.Output("y", b.Conv2d(h, b.Input("w3", 5, 8, 1, 1), b.Input("b3", 5), Pad(1, 0)))
+				},
+				kernels: kernels,
+			})
+		})
+	}
 }
 
 func TestConv2dShapeErrors(t *testing.T) {

@@ -3,8 +3,6 @@ package graph
 import (
 	"fmt"
 	"math"
-	"os"
-	"strconv"
 
 	"github.com/neti-project/neti/vk"
 )
@@ -56,8 +54,8 @@ func (c attnConfig) sharedBytes(dh, dhv int) int {
 // thread, split over 2 or 4 threads past 16 vec4 chunks of head (SD's 80
 // and 160). CPU implementations (lavapipe) execute each shared load as a
 // loop over the SIMD lanes and have registers to spare: several queries per
-// thread reuse each load. Their count is capped by attnCPUState, past which
-// lavapipe's compile time explodes (and at 5x it miscompiles).
+// thread reuse each load, and the running max moves per key so that the
+// key loop needs no per-block score array.
 func attnConfigFor(dh, dhv int, info vk.DeviceInfo) attnConfig {
 	chunks := ceilDiv(dh, 4) + ceilDiv(dhv, 4)
 	if info.Type == "cpu" {
@@ -77,20 +75,16 @@ func attnConfigFor(dh, dhv int, info vk.DeviceInfo) attnConfig {
 	return c
 }
 
-// attnCPUState bounds the vec4 chunks of q and output one CPU thread holds.
-const attnCPUState = 256
+// attnCPUState bounds the vec4 chunks of q and output one CPU thread holds
+// (rq times the chunks of both head dims). Lavapipe (Mesa 22.3) gets
+// faster up to about 320 and then falls off a cliff: past it the key loop
+// stops being unrolled and a run slows by orders of magnitude (at 1280 it
+// even returned wrong results); compile time also grows with it, a few
+// seconds at 160.
+const attnCPUState = 160
 
 func (o attentionOp) record(r *recorder, n *Node) error {
-	info := r.p.dev.Info()
-	cfg := attnConfigFor(o.dh, o.dhv, info)
-	if s := os.Getenv("ATTN_CFG"); s != "" {
-		var w, l, q int
-		var pk bool
-		fmt.Sscan(s, &w, &l, &q, &pk)
-		cfg = attnConfig{w, l, q, pk}
-	}
-	_ = strconv.Itoa
-	return o.recordWith(r, n, cfg)
+	return o.recordWith(r, n, attnConfigFor(o.dh, o.dhv, r.p.dev.Info()))
 }
 
 func (o attentionOp) recordWith(r *recorder, n *Node, cfg attnConfig) error {

@@ -18,33 +18,61 @@ func (op conv2dBwdInputOp) record(r *recorder, n *Node) error {
 	o := op.fwd
 	sh, sw := o.p.StrideH, o.p.StrideW
 	phases := sh * sw
-	pixTiles := 0
+	maxPhase := 0 // pixels of the largest stride phase
 	for ry := 0; ry < sh; ry++ {
 		for rx := 0; rx < sw; rx++ {
-			pixTiles = max(pixTiles, ceilDiv(phaseLen(o.h, sh, o.p.PadTop, ry)*phaseLen(o.w, sw, o.p.PadLeft, rx), convBwdTile))
+			maxPhase = max(maxPhase, phaseLen(o.h, sh, o.p.PadTop, ry)*phaseLen(o.w, sw, o.p.PadLeft, rx))
 		}
 	}
-	if pixTiles == 0 {
+	if maxPhase == 0 {
 		// Unreachable for a valid conv (every input pixel is in a phase),
 		// but a zero grid would leave dx unwritten.
 		return fmt.Errorf("conv2d backward: no input pixels")
 	}
+	cpu, ok := convCPUFor(r.p.dev.Info(), o.c)
+	if ok && r.cpuKernels() {
+		return op.recordCPU(r, n, cpu, phases, maxPhase)
+	}
+	pixTiles := ceilDiv(maxPhase, convBwdTile)
 	cTiles := ceilDiv(o.c, convBwdTile)
 	z := o.n * cTiles * phases
 	if lim := int(r.p.dev.Info().MaxWorkgroupCount[2]); z > 65535 || (lim > 0 && z > lim) {
 		return fmt.Errorf("conv2d backward: %d images x %d channel tiles x %d stride phases exceed the workgroup grid", o.n, cTiles, phases)
 	}
-	if o.h*o.w > math.MaxUint32/convBwdTile || o.o*o.kh*o.kw > math.MaxInt32 {
-		return fmt.Errorf("conv2d backward: input %dx%d or %d x %dx%d taps too large", o.h, o.w, o.o, o.kh, o.kw)
+	if o.h*o.w > math.MaxUint32/convBwdTile {
+		return fmt.Errorf("conv2d backward: input %dx%d too large", o.h, o.w)
 	}
 	groups := r.grid(pixTiles)
 	groups[2] = uint32(z)
 	push := []uint32{
 		uint32(o.c), uint32(o.h), uint32(o.w), uint32(o.o), uint32(o.ho), uint32(o.wo),
-		uint32(o.p.PadTop), uint32(o.p.PadLeft), uint32(pixTiles), uint32(cTiles),
+		uint32(o.kh), uint32(o.kw), uint32(sh), uint32(sw), uint32(o.p.PadTop), uint32(o.p.PadLeft),
+		uint32(pixTiles), uint32(cTiles),
 	}
-	spec := []uint32{uint32(o.kh), uint32(o.kw), uint32(sh), uint32(sw)}
-	return r.dispatch("conv2d_bwd_input", spec, push, groups, n.In, []*Tensor{n.Out})
+	return r.dispatch("conv2d_bwd_input", nil, push, groups, n.In, []*Tensor{n.Out})
+}
+
+// recordCPU dispatches conv2d_bwd_input_cpu.comp: c.oc input channels of
+// c.px pixels of one stride phase per invocation.
+func (op conv2dBwdInputOp) recordCPU(r *recorder, n *Node, c convCPU, phases, maxPhase int) error {
+	o := op.fwd
+	pixBlocks, cBlocks := ceilDiv(maxPhase, c.wg*c.px), ceilDiv(o.c, c.oc)
+	z := o.n * cBlocks * phases
+	if lim := int(r.p.dev.Info().MaxWorkgroupCount[2]); z > 65535 || (lim > 0 && z > lim) {
+		return fmt.Errorf("conv2d backward: %d images x %d channel blocks x %d stride phases exceed the workgroup grid", o.n, cBlocks, phases)
+	}
+	if pixBlocks > math.MaxUint32/(c.wg*c.px) {
+		return fmt.Errorf("conv2d backward: input %dx%d too large", o.h, o.w)
+	}
+	groups := r.grid(pixBlocks)
+	groups[2] = uint32(z)
+	push := []uint32{
+		uint32(o.c), uint32(o.h), uint32(o.w), uint32(o.o), uint32(o.ho), uint32(o.wo),
+		uint32(o.kh), uint32(o.kw), uint32(o.p.StrideH), uint32(o.p.StrideW), uint32(o.p.PadTop), uint32(o.p.PadLeft),
+		uint32(pixBlocks), uint32(cBlocks),
+	}
+	spec := []uint32{uint32(c.oc), uint32(c.px), uint32(c.sg), uint32(c.wg)}
+	return r.dispatch("conv2d_bwd_input_cpu", spec, push, groups, n.In, []*Tensor{n.Out})
 }
 
 // phaseLen is how many of the size input rows (or columns) i have
@@ -133,16 +161,28 @@ func (c attnBwdLayout) valid(pass attnBwdPass, dh, dhv int, info vk.DeviceInfo) 
 	return true
 }
 
-// attnBwdLayoutFor picks a pass's thread layout for a device. As in the
-// forward (attnConfigFor): CPU implementations run each shared load as a
-// loop over the SIMD lanes and have registers to spare, so several rows per
-// thread reuse each load; GPUs get one row per thread, split over as many
-// lanes as keep a thread's state within attnBwdRegBudget, and a workgroup
-// shrunk until its shared memory fits.
+// attnBwdCPUBudget bounds the per-row state of a thread on a CPU device, in
+// vec4s. There, several rows per thread pay off (each shared load feeds all
+// of them; runtime falls almost as 1/rows), but lavapipe compiles a kernel
+// in time that grows faster than linearly with the state a thread keeps:
+// at 4 rows the kv pass for head dim 40 takes seconds longer to compile
+// than at 2, for every head dim a program uses. The budget keeps every
+// kernel around two seconds of compilation.
+const attnBwdCPUBudget = 80
+
+// attnBwdLayoutFor picks a pass's thread layout for a device. CPU
+// implementations run each shared load as a loop over the SIMD lanes and
+// have registers to spare: up to 4 rows per thread within attnBwdCPUBudget.
+// GPUs get one row per thread, split over as many lanes as keep a thread's
+// state within attnBwdRegBudget, and a workgroup shrunk until its shared
+// memory fits.
 func attnBwdLayoutFor(pass attnBwdPass, dh, dhv int, info vk.DeviceInfo) (attnBwdLayout, error) {
 	c := attnBwdLayout{wg: 128, lanes: 1, rows: 1}
 	if info.Type == "cpu" {
 		c = attnBwdLayout{wg: 32, lanes: 1, rows: 4}
+		for c.rows > 1 && c.regs(pass, dh, dhv) > attnBwdCPUBudget {
+			c.rows /= 2
+		}
 	} else {
 		for c.lanes < 32 && c.regs(pass, dh, dhv) > attnBwdRegBudget {
 			c.lanes *= 2

@@ -3,6 +3,9 @@ package graph
 import (
 	"fmt"
 	"math"
+	"os"
+
+	"github.com/neti-project/neti/vk"
 )
 
 // GPU recording of conv2d, groupnorm and layernorm.
@@ -19,6 +22,9 @@ func (o conv2dOp) record(r *recorder, n *Node) error {
 	bias := x // bound but unused when there is no bias (HAS_BIAS=false)
 	if o.bias {
 		bias = n.In[2]
+	}
+	if c, ok := convCPUFor(r.p.dev.Info(), o.o); ok && r.cpuKernels() {
+		return o.recordCPU(r, n, x, w, bias, c)
 	}
 	pix := o.ho * o.wo
 	tm := convRows(o.o)
@@ -39,6 +45,66 @@ func (o conv2dOp) record(r *recorder, n *Node) error {
 	}
 	spec := []uint32{uint32(o.kh), uint32(o.kw), b32(o.bias), uint32(tm)}
 	return r.dispatch("conv2d", spec, push, groups, []*Tensor{x, w, bias}, []*Tensor{n.Out})
+}
+
+// convCPU is how conv2d_cpu.comp and conv2d_bwd_input_cpu.comp split
+// their work: each invocation computes oc channels of px pixels, a
+// workgroup of wg invocations shares the channels, and subgroups of sg
+// lanes load the weights cooperatively.
+type convCPU struct{ oc, px, sg, wg int }
+
+// convCPUFor picks the split for outputs of the given channel count, or
+// says the device cannot run the CPU kernels. On lavapipe every load costs
+// a loop over the SIMD lanes, so an invocation keeps 32 channels x 4
+// pixels of accumulators: per input channel and tap that is 4 + 4 loads
+// for 128 multiply-adds (measured fastest of 8..64 x 1..8; larger blocks
+// also compile slower, and lavapipe compiles every variant once per
+// process). Few output channels get a narrower block, at least one
+// subgroup wide.
+func convCPUFor(info vk.DeviceInfo, channels int) (convCPU, bool) {
+	sg := info.SubgroupSize
+	if sg < 1 || sg > 64 || sg&(sg-1) != 0 || !hasSubgroupOp(info, "ballot") {
+		return convCPU{}, false
+	}
+	c := convCPU{oc: 32, px: 4, sg: sg, wg: max(64, sg)}
+	if v := os.Getenv("NETI_CONV_CPU"); v != "" {
+		fmt.Sscanf(v, "%d,%d", &c.oc, &c.px)
+	}
+	for c.oc > sg && c.oc/2 >= channels {
+		c.oc /= 2
+	}
+	c.oc = max(c.oc, sg)
+	return c, true
+}
+
+func hasSubgroupOp(info vk.DeviceInfo, op string) bool {
+	for _, o := range info.SubgroupOps {
+		if o == op {
+			return true
+		}
+	}
+	return false
+}
+
+func (o conv2dOp) recordCPU(r *recorder, n *Node, x, w, bias *Tensor, c convCPU) error {
+	pix := o.ho * o.wo
+	pixBlocks, oBlocks := ceilDiv(pix, c.wg*c.px), ceilDiv(o.o, c.oc)
+	z := o.n * oBlocks
+	if lim := int(r.p.dev.Info().MaxWorkgroupCount[2]); z > 65535 || (lim > 0 && z > lim) {
+		return fmt.Errorf("conv2d: %d images x %d channel blocks exceed the workgroup grid", o.n, oBlocks)
+	}
+	if pixBlocks > math.MaxUint32/(c.wg*c.px) {
+		return fmt.Errorf("conv2d: output %dx%d too large", o.ho, o.wo)
+	}
+	groups := r.grid(pixBlocks)
+	groups[2] = uint32(z)
+	push := []uint32{
+		uint32(o.c), uint32(o.h), uint32(o.w), uint32(o.o), uint32(o.ho), uint32(o.wo),
+		uint32(o.kh), uint32(o.kw), uint32(o.p.StrideH), uint32(o.p.StrideW), uint32(o.p.PadTop), uint32(o.p.PadLeft),
+		b32(o.bias), uint32(pixBlocks), uint32(oBlocks),
+	}
+	spec := []uint32{uint32(c.oc), uint32(c.px), uint32(c.sg), uint32(c.wg)}
+	return r.dispatch("conv2d_cpu", spec, push, groups, []*Tensor{x, w, bias}, []*Tensor{n.Out})
 }
 
 // convRows is conv2d.comp's TM, output channels per invocation: a

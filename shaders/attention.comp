@@ -15,8 +15,10 @@
 //   from shared memory feeds RQ dot products; lavapipe executes a shared
 //   load as a loop over its SIMD lanes, and this reuse is what makes it
 //   fast. The max moves per key, with the rescale fused into the P.V
-//   update, so no per-block score array is needed and the key loop stays a
-//   loop (unrolled, lavapipe's compile time explodes).
+//   update, so no per-block score array is needed and the key loop can stay
+//   a loop while the loops over queries and chunks inside it unroll
+//   (indexing the per-thread arrays with constants keeps them in
+//   registers; lavapipe's spilled arrays are slow).
 // Head dims are specialization constants so per-thread arrays have fixed
 // sizes; rows are handled as zero-padded vec4 chunks.
 //
@@ -63,7 +65,8 @@ shared float part[PARTS]; // partial dots of the LANES threads of a query
 // difference with any real score is exactly 0.
 const float NEG = -3.402823e38;
 
-// loadX read floats 4c..4c+3 of a row of n starting at base, zero past n.
+// loadQ, loadK and loadV read floats 4c..4c+3 of a row of n floats that
+// starts at base, with zeros past its end.
 vec4 loadQ(uint base, uint c, uint n) {
     vec4 r = vec4(0.0);
     for (uint t = 0; t < 4; t++) if (4 * c + t < n) r[t] = q[base + 4 * c + t];
@@ -92,14 +95,14 @@ void main() {
     vec4 qr[RQ * DQ];
     vec4 acc[RQ * DV];
     float m[RQ], l[RQ];
-    [[unroll]] for (uint r = 0; r < RQ; r++) {
+    for (uint r = 0; r < RQ; r++) {
         uint i = q0 + TQ * r;
         uint base = ((b * p.nq + i) * p.heads + h) * DH;
-        [[unroll]] for (uint e = 0; e < DQ; e++) {
+        for (uint e = 0; e < DQ; e++) {
             uint c = lane + LANES * e;
             qr[r * DQ + e] = (i < p.nq && c < DH4) ? loadQ(base, c, DH) * p.scale : vec4(0.0);
         }
-        [[unroll]] for (uint e = 0; e < DV; e++) acc[r * DV + e] = vec4(0.0);
+        for (uint e = 0; e < DV; e++) acc[r * DV + e] = vec4(0.0);
         m[r] = NEG;
         l[r] = 0.0;
     }
@@ -121,7 +124,7 @@ void main() {
         // Keys of this block that exist, and that each query sees.
         uint jn = min(kend - j0, BK);
         uint jlim[RQ];
-        [[unroll]] for (uint r = 0; r < RQ; r++) {
+        for (uint r = 0; r < RQ; r++) {
             uint i = q0 + TQ * r;
             jlim[r] = p.causal == 0 ? jn : (i >= j0 ? min(jn, i - j0 + 1) : 0);
         }
@@ -129,13 +132,13 @@ void main() {
         if (ONLINE) {
             [[dont_unroll]] for (uint jj = 0; jj < jn; jj++) {
                 float sc[RQ];
-                [[unroll]] for (uint r = 0; r < RQ; r++) sc[r] = 0.0;
-                [[unroll]] for (uint e = 0; e < DH4; e++) {
+                for (uint r = 0; r < RQ; r++) sc[r] = 0.0;
+                for (uint e = 0; e < DH4; e++) {
                     vec4 kv = Ks[jj * DH4 + e];
-                    [[unroll]] for (uint r = 0; r < RQ; r++) sc[r] += dot(qr[r * DQ + e], kv);
+                    for (uint r = 0; r < RQ; r++) sc[r] += dot(qr[r * DQ + e], kv);
                 }
                 float pk[RQ], alpha[RQ];
-                [[unroll]] for (uint r = 0; r < RQ; r++) {
+                for (uint r = 0; r < RQ; r++) {
                     bool seen = jj < jlim[r];
                     float mn = seen ? max(m[r], sc[r]) : m[r];
                     alpha[r] = exp2(m[r] - mn);
@@ -143,31 +146,31 @@ void main() {
                     l[r] = l[r] * alpha[r] + pk[r];
                     m[r] = mn;
                 }
-                [[unroll]] for (uint e = 0; e < DHV4; e++) {
+                for (uint e = 0; e < DHV4; e++) {
                     vec4 vv = Vs[jj * DHV4 + e];
-                    [[unroll]] for (uint r = 0; r < RQ; r++) acc[r * DV + e] = acc[r * DV + e] * alpha[r] + pk[r] * vv;
+                    for (uint r = 0; r < RQ; r++) acc[r * DV + e] = acc[r * DV + e] * alpha[r] + pk[r] * vv;
                 }
             }
         } else {
             float s[SCORES];
-            [[unroll]] for (uint jj = 0; jj < BK; jj++) {
+            for (uint jj = 0; jj < BK; jj++) {
                 float sum[RQ];
-                [[unroll]] for (uint r = 0; r < RQ; r++) sum[r] = 0.0;
-                [[unroll]] for (uint e = 0; e < DQ; e++) {
+                for (uint r = 0; r < RQ; r++) sum[r] = 0.0;
+                for (uint e = 0; e < DQ; e++) {
                     uint c = lane + LANES * e;
                     if (c < DH4) {
                         vec4 kv = Ks[jj * DH4 + c];
-                        [[unroll]] for (uint r = 0; r < RQ; r++) sum[r] += dot(qr[r * DQ + e], kv);
+                        for (uint r = 0; r < RQ; r++) sum[r] += dot(qr[r * DQ + e], kv);
                     }
                 }
-                [[unroll]] for (uint r = 0; r < RQ; r++) s[r * BK + jj] = sum[r];
+                for (uint r = 0; r < RQ; r++) s[r * BK + jj] = sum[r];
             }
             if (LANES > 1) {
-                [[unroll]] for (uint r = 0; r < RQ; r++)
-                    [[unroll]] for (uint jj = 0; jj < BK; jj++) part[(tid * RQ + r) * (BK + 1) + jj] = s[r * BK + jj];
+                for (uint r = 0; r < RQ; r++)
+                    for (uint jj = 0; jj < BK; jj++) part[(tid * RQ + r) * (BK + 1) + jj] = s[r * BK + jj];
                 barrier();
-                [[unroll]] for (uint r = 0; r < RQ; r++) {
-                    [[unroll]] for (uint jj = 0; jj < BK; jj++) {
+                for (uint r = 0; r < RQ; r++) {
+                    for (uint jj = 0; jj < BK; jj++) {
                         float t = 0.0;
                         for (uint x = 0; x < LANES; x++) t += part[((slot * LANES + x) * RQ + r) * (BK + 1) + jj];
                         s[r * BK + jj] = t;
@@ -176,30 +179,30 @@ void main() {
             }
             // Rescale what was accumulated to the block's new maximum and
             // turn its scores into weights (0 for keys not seen).
-            [[unroll]] for (uint r = 0; r < RQ; r++) {
+            for (uint r = 0; r < RQ; r++) {
                 float bm = NEG;
-                [[unroll]] for (uint jj = 0; jj < BK; jj++) {
+                for (uint jj = 0; jj < BK; jj++) {
                     if (jj < jlim[r]) bm = max(bm, s[r * BK + jj]);
                 }
                 float mn = max(m[r], bm);
                 float alpha = exp2(m[r] - mn);
                 m[r] = mn;
                 float sum = 0.0;
-                [[unroll]] for (uint jj = 0; jj < BK; jj++) {
+                for (uint jj = 0; jj < BK; jj++) {
                     float pj = jj < jlim[r] ? exp2(s[r * BK + jj] - mn) : 0.0;
                     s[r * BK + jj] = pj;
                     sum += pj;
                 }
                 l[r] = l[r] * alpha + sum;
-                [[unroll]] for (uint e = 0; e < DV; e++) acc[r * DV + e] *= alpha;
+                for (uint e = 0; e < DV; e++) acc[r * DV + e] *= alpha;
             }
-            [[unroll]] for (uint jj = 0; jj < BK; jj++) {
+            for (uint jj = 0; jj < BK; jj++) {
                 if (jj >= jn) break;
-                [[unroll]] for (uint e = 0; e < DV; e++) {
+                for (uint e = 0; e < DV; e++) {
                     uint c = lane + LANES * e;
                     if (c < DHV4) {
                         vec4 vv = Vs[jj * DHV4 + c];
-                        [[unroll]] for (uint r = 0; r < RQ; r++) acc[r * DV + e] += s[r * BK + jj] * vv;
+                        for (uint r = 0; r < RQ; r++) acc[r * DV + e] += s[r * BK + jj] * vv;
                     }
                 }
             }
@@ -207,12 +210,12 @@ void main() {
         barrier(); // Ks, Vs and part are rewritten by the next block
     }
 
-    [[unroll]] for (uint r = 0; r < RQ; r++) {
+    for (uint r = 0; r < RQ; r++) {
         uint i = q0 + TQ * r;
         if (i >= p.nq) continue;
         float inv = l[r] > 0.0 ? 1.0 / l[r] : 0.0;
         uint base = ((b * p.nq + i) * p.heads + h) * DHV;
-        [[unroll]] for (uint e = 0; e < DV; e++) {
+        for (uint e = 0; e < DV; e++) {
             uint c = lane + LANES * e;
             for (uint t = 0; t < 4; t++) {
                 if (c < DHV4 && 4 * c + t < DHV) o[base + 4 * c + t] = acc[r * DV + e][t] * inv;

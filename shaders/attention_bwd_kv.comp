@@ -6,11 +6,15 @@
 // with L and D from attention_bwd_stats. A workgroup owns BKV keys of one
 // (batch, head) and walks the queries in blocks of BQ, staging q, dO, L and
 // D in shared memory; with the causal mask it starts at its first key
-// (earlier queries see none of its keys). Each key keeps k, v and both
-// gradients in registers: LANES threads may share a key (vec4 chunks l,
-// l+LANES, ... of the head, partial dots summed through shared memory) and
-// each thread owns RK keys, so every vec4 it reads from shared memory feeds
-// RK products.
+// (earlier queries see none of its keys).
+//
+// Each key keeps k, v and both gradients in registers. Each thread owns RK
+// keys, so every vec4 it reads from shared memory feeds RK products; with
+// LANES = 1 the queries are a plain loop over scalars. LANES > 1 threads
+// share a key (vec4 chunks l, l+LANES, ... of the head, bounding a GPU
+// thread's registers) and sum the partial dots of a whole query block
+// through shared memory, in loops of fixed length so that the per-query
+// arrays stay in registers. Same structure as attention_bwd_q.comp.
 //
 // The output is flat: dk [batch, nk, heads*DH] then, from dvOffset,
 // dv [batch, nk, heads*DHV].
@@ -50,7 +54,16 @@ layout(push_constant) uniform P {
 shared vec4 Qs[BQ * DH4];
 shared vec4 Gs[BQ * DHV4];
 shared float Ls[BQ], Ds[BQ];
-shared float part[PARTS];
+shared float part[PARTS]; // partial dots of the LANES threads of a key
+
+// This thread's keys: index, k pre-scaled into the log2 domain, v, and the
+// two gradients (dk without the final scale).
+uint kj[RK];
+vec4 kr[RK * DQ];
+vec4 vr[RK * DV];
+vec4 dk[RK * DQ];
+vec4 dv[RK * DV];
+uint lane;
 
 vec4 loadQ(uint base, uint c) {
     vec4 r = vec4(0.0);
@@ -73,21 +86,65 @@ vec4 loadG(uint base, uint c) {
     return r;
 }
 
+// dots returns this thread's share of q.k and dO.v for query ii of the block.
+void dots(uint ii, out float ss[RK], out float sp[RK]) {
+    for (uint r = 0; r < RK; r++) {
+        ss[r] = 0.0;
+        sp[r] = 0.0;
+    }
+    for (uint e = 0; e < DQ; e++) {
+        uint c = lane + LANES * e;
+        if (c < DH4) {
+            vec4 qv = Qs[ii * DH4 + c];
+            for (uint r = 0; r < RK; r++) ss[r] += dot(kr[r * DQ + e], qv);
+        }
+    }
+    for (uint e = 0; e < DV; e++) {
+        uint c = lane + LANES * e;
+        if (c < DHV4) {
+            vec4 gv = Gs[ii * DHV4 + c];
+            for (uint r = 0; r < RK; r++) sp[r] += dot(vr[r * DV + e], gv);
+        }
+    }
+}
+
+// accumulate adds query i's contribution to dv (P dO) and dk (dS/scale q,
+// dS/scale = P (dP - D)) given the full dots; nothing where the causal mask
+// hides the key from the query.
+void accumulate(uint ii, uint i, float ss[RK], float sp[RK]) {
+    float pv[RK], ds[RK];
+    for (uint r = 0; r < RK; r++) {
+        bool seen = p.causal == 0 || i >= kj[r];
+        pv[r] = seen ? exp2(ss[r] - Ls[ii]) : 0.0;
+        ds[r] = pv[r] * (sp[r] - Ds[ii]);
+    }
+    for (uint e = 0; e < DV; e++) {
+        uint c = lane + LANES * e;
+        if (c < DHV4) {
+            vec4 gv = Gs[ii * DHV4 + c];
+            for (uint r = 0; r < RK; r++) dv[r * DV + e] += pv[r] * gv;
+        }
+    }
+    for (uint e = 0; e < DQ; e++) {
+        uint c = lane + LANES * e;
+        if (c < DH4) {
+            vec4 qv = Qs[ii * DH4 + c];
+            for (uint r = 0; r < RK; r++) dk[r * DQ + e] += ds[r] * qv;
+        }
+    }
+}
+
 void main() {
     uint g = linearGroup();
     if (g >= p.groups) return; // whole workgroup: the grid may overshoot
     uint kb = g % p.kblocks, bh = g / p.kblocks;
     uint b = bh / p.heads, h = bh % p.heads;
     uint tid = gl_LocalInvocationID.x;
-    uint lane = tid % LANES, slot = tid / LANES;
-    uint k0 = kb * BKV + slot; // key r of this thread is k0 + TK*r
-
-    vec4 kr[RK * DQ]; // k, pre-scaled into the log2 domain
-    vec4 vr[RK * DV];
-    vec4 dk[RK * DQ]; // dk / scale
-    vec4 dv[RK * DV];
+    lane = tid % LANES;
+    uint slot = tid / LANES;
     for (uint r = 0; r < RK; r++) {
-        uint j = k0 + TK * r;
+        uint j = kb * BKV + slot + TK * r;
+        kj[r] = j;
         bool ok = j < p.nk;
         uint kbase = ((b * p.nk + j) * p.heads + h) * DH;
         uint vbase = ((b * p.nk + j) * p.heads + h) * DHV;
@@ -121,84 +178,43 @@ void main() {
             Ds[x] = i < p.nq ? stats[at + 1] : 0.0;
         }
         barrier();
+        uint in_ = min(p.nq - i0, BQ); // queries of this block that exist
 
-        float s[RK * BQ], dp[RK * BQ];
-        for (uint ii = 0; ii < BQ; ii++) {
-            float ss[RK], sp[RK];
-            for (uint r = 0; r < RK; r++) {
-                ss[r] = 0.0;
-                sp[r] = 0.0;
+        if (LANES == 1) {
+            for (uint ii = 0; ii < in_; ii++) {
+                float ss[RK], sp[RK];
+                dots(ii, ss, sp);
+                accumulate(ii, i0 + ii, ss, sp);
             }
-            for (uint e = 0; e < DQ; e++) {
-                uint c = lane + LANES * e;
-                if (c < DH4) {
-                    vec4 qv = Qs[ii * DH4 + c];
-                    for (uint r = 0; r < RK; r++) ss[r] += dot(kr[r * DQ + e], qv);
-                }
-            }
-            for (uint e = 0; e < DV; e++) {
-                uint c = lane + LANES * e;
-                if (c < DHV4) {
-                    vec4 gv = Gs[ii * DHV4 + c];
-                    for (uint r = 0; r < RK; r++) sp[r] += dot(vr[r * DV + e], gv);
-                }
-            }
-            for (uint r = 0; r < RK; r++) {
-                s[r * BQ + ii] = ss[r];
-                dp[r * BQ + ii] = sp[r];
-            }
-        }
-        if (LANES > 1) {
-            for (uint r = 0; r < RK; r++) {
-                for (uint ii = 0; ii < BQ; ii++) {
-                    part[(tid * RK + r) * PSTRIDE + ii] = s[r * BQ + ii];
-                    part[(tid * RK + r) * PSTRIDE + BQ + ii] = dp[r * BQ + ii];
+        } else {
+            for (uint ii = 0; ii < BQ; ii++) {
+                float ss[RK], sp[RK];
+                dots(ii, ss, sp);
+                for (uint r = 0; r < RK; r++) {
+                    part[(tid * RK + r) * PSTRIDE + ii] = ss[r];
+                    part[(tid * RK + r) * PSTRIDE + BQ + ii] = sp[r];
                 }
             }
             barrier();
-            for (uint r = 0; r < RK; r++) {
-                for (uint ii = 0; ii < 2 * BQ; ii++) {
-                    float t = 0.0;
-                    for (uint x = 0; x < LANES; x++) t += part[((slot * LANES + x) * RK + r) * PSTRIDE + ii];
-                    if (ii < BQ) s[r * BQ + ii] = t;
-                    else dp[r * BQ + ii - BQ] = t;
-                }
-            }
-        }
-
-        // s becomes P, dp becomes dS / scale = P (dP - D); both zero for
-        // queries that do not see the key.
-        uint in_ = min(p.nq - i0, BQ); // queries of this block that exist
-        for (uint r = 0; r < RK; r++) {
-            uint j = k0 + TK * r;
             for (uint ii = 0; ii < BQ; ii++) {
-                bool seen = ii < in_ && (p.causal == 0 || i0 + ii >= j);
-                float pv = seen ? exp2(s[r * BQ + ii] - Ls[ii]) : 0.0;
-                s[r * BQ + ii] = pv;
-                dp[r * BQ + ii] = pv * (dp[r * BQ + ii] - Ds[ii]);
-            }
-        }
-        for (uint ii = 0; ii < in_; ii++) {
-            for (uint e = 0; e < DV; e++) {
-                uint c = lane + LANES * e;
-                if (c < DHV4) {
-                    vec4 gv = Gs[ii * DHV4 + c];
-                    for (uint r = 0; r < RK; r++) dv[r * DV + e] += s[r * BQ + ii] * gv;
+                float ss[RK], sp[RK];
+                for (uint r = 0; r < RK; r++) {
+                    ss[r] = 0.0;
+                    sp[r] = 0.0;
+                    for (uint x = 0; x < LANES; x++) {
+                        uint at = ((slot * LANES + x) * RK + r) * PSTRIDE + ii;
+                        ss[r] += part[at];
+                        sp[r] += part[at + BQ];
+                    }
                 }
-            }
-            for (uint e = 0; e < DQ; e++) {
-                uint c = lane + LANES * e;
-                if (c < DH4) {
-                    vec4 qv = Qs[ii * DH4 + c];
-                    for (uint r = 0; r < RK; r++) dk[r * DQ + e] += dp[r * BQ + ii] * qv;
-                }
+                if (ii < in_) accumulate(ii, i0 + ii, ss, sp);
             }
         }
         barrier(); // Qs, Gs, Ls, Ds and part are rewritten by the next block
     }
 
     for (uint r = 0; r < RK; r++) {
-        uint j = k0 + TK * r;
+        uint j = kj[r];
         if (j >= p.nk) continue;
         uint kbase = ((b * p.nk + j) * p.heads + h) * DH;
         uint vbase = p.dvOffset + ((b * p.nk + j) * p.heads + h) * DHV;

@@ -2,17 +2,18 @@
 // attention_bwd_stats: first pass of the attention backward (see
 // graph/grad_conv_attention.go). Per (batch, head, query) it writes
 // stats[.., 0] = L, the base-2 log-sum-exp of the query's scores
-// scale*log2(e)*q.k over the keys it sees, and stats[.., 1] = D = dO.O
+// s = scale*log2(e) q.k over the keys it sees, and stats[.., 1] = D = dO.O
 // (the forward output and its gradient), which equals rowsum(P * dP). The
-// later passes recompute P = exp2(s - L) directly, without a running
-// maximum, and never store the nq x nk matrix.
+// later passes recompute P = exp2(s - L) directly and never store the
+// nq x nk matrix.
 //
-// The score loop is the forward kernel's (attention.comp) without the
-// values: a workgroup owns BQ queries of one (batch, head), walks the keys
-// in blocks of BK staged in shared memory and keeps a running maximum and
-// sum per query. LANES threads may share a query (each owning vec4 chunks
-// l, l+LANES, ... of the head, partial dots summed through shared memory)
-// and each thread owns RQ queries, so a shared load feeds RQ dots.
+// A workgroup owns BQ queries of one (batch, head), walks the keys in
+// blocks of BK staged in shared memory and keeps a running maximum m and
+// sum l of exp2(s - m) per query. Threads own RQ queries each; with
+// LANES = 1 the keys are a plain loop over scalars, and LANES > 1 threads
+// share a query (vec4 chunks l, l+LANES, ... of the head) and sum the
+// partial dots of a key block through shared memory, as in
+// attention_bwd_q.comp.
 #include "common.glsl"
 layout(local_size_x_id = 3) in;
 layout(constant_id = 0) const uint DH = 40;   // q/k head dim
@@ -42,11 +43,18 @@ layout(push_constant) uniform P {
 } p;
 
 shared vec4 Ks[BK * DH4];
-shared float part[PARTS];
+shared float part[PARTS]; // partial dots of the LANES threads of a query
 
-// The most negative float stands in for "no key seen yet"; exp2 of its
+// The most negative float stands in for "no key seen yet": exp2 of its
 // difference with any real score is exactly 0.
 const float NEG = -3.402823e38;
+
+// This thread's queries: index, q pre-scaled into the log2 domain, and the
+// running maximum and sum.
+uint qi[RQ];
+vec4 qr[RQ * DQ];
+float m[RQ], l[RQ];
+uint lane;
 
 vec4 loadQ(uint base, uint c) {
     vec4 r = vec4(0.0);
@@ -59,19 +67,43 @@ vec4 loadK(uint base, uint c) {
     return r;
 }
 
+// dots returns this thread's share of q.k for key jj of the block.
+void dots(uint jj, out float ss[RQ]) {
+    for (uint r = 0; r < RQ; r++) ss[r] = 0.0;
+    for (uint e = 0; e < DQ; e++) {
+        uint c = lane + LANES * e;
+        if (c < DH4) {
+            vec4 kv = Ks[jj * DH4 + c];
+            for (uint r = 0; r < RQ; r++) ss[r] += dot(qr[r * DQ + e], kv);
+        }
+    }
+}
+
+// update folds key j's full scores into the running maximum and sum. The
+// sum is rescaled only when the maximum grows, which soon becomes rare.
+void update(uint j, float ss[RQ]) {
+    for (uint r = 0; r < RQ; r++) {
+        if (p.causal != 0 && qi[r] < j) continue;
+        float s = ss[r];
+        if (s > m[r]) {
+            l[r] *= exp2(m[r] - s);
+            m[r] = s;
+        }
+        l[r] += exp2(s - m[r]);
+    }
+}
+
 void main() {
     uint g = linearGroup();
     if (g >= p.groups) return; // whole workgroup: the grid may overshoot
     uint qb = g % p.qblocks, bh = g / p.qblocks;
     uint b = bh / p.heads, h = bh % p.heads;
     uint tid = gl_LocalInvocationID.x;
-    uint lane = tid % LANES, slot = tid / LANES;
-    uint q0 = qb * BQ + slot; // query r of this thread is q0 + TQ*r
-
-    vec4 qr[RQ * DQ];
-    float m[RQ], l[RQ];
+    lane = tid % LANES;
+    uint slot = tid / LANES;
     for (uint r = 0; r < RQ; r++) {
-        uint i = q0 + TQ * r;
+        uint i = qb * BQ + slot + TQ * r;
+        qi[r] = i;
         uint base = ((b * p.nq + i) * p.heads + h) * DH;
         for (uint e = 0; e < DQ; e++) {
             uint c = lane + LANES * e;
@@ -90,56 +122,36 @@ void main() {
             Ks[x] = j < p.nk ? loadK((b * p.nk + j) * kstride + h * DH, x % DH4) : vec4(0.0);
         }
         barrier();
-
-        float s[RQ * BK];
-        for (uint jj = 0; jj < BK; jj++) {
-            float sum[RQ];
-            for (uint r = 0; r < RQ; r++) sum[r] = 0.0;
-            for (uint e = 0; e < DQ; e++) {
-                uint c = lane + LANES * e;
-                if (c < DH4) {
-                    vec4 kv = Ks[jj * DH4 + c];
-                    for (uint r = 0; r < RQ; r++) sum[r] += dot(qr[r * DQ + e], kv);
-                }
-            }
-            for (uint r = 0; r < RQ; r++) s[r * BK + jj] = sum[r];
-        }
-        if (LANES > 1) {
-            for (uint r = 0; r < RQ; r++)
-                for (uint jj = 0; jj < BK; jj++) part[(tid * RQ + r) * PSTRIDE + jj] = s[r * BK + jj];
-            barrier();
-            for (uint r = 0; r < RQ; r++) {
-                for (uint jj = 0; jj < BK; jj++) {
-                    float t = 0.0;
-                    for (uint x = 0; x < LANES; x++) t += part[((slot * LANES + x) * RQ + r) * PSTRIDE + jj];
-                    s[r * BK + jj] = t;
-                }
-            }
-        }
-
         uint jn = min(kend - j0, BK); // keys of this block that exist
-        for (uint r = 0; r < RQ; r++) {
-            uint i = q0 + TQ * r;
-            uint jlim = jn;
-            if (p.causal != 0) jlim = i >= j0 ? min(jlim, i - j0 + 1) : 0;
-            float bm = NEG;
-            for (uint jj = 0; jj < BK; jj++) {
-                if (jj < jlim) bm = max(bm, s[r * BK + jj]);
+
+        if (LANES == 1) {
+            for (uint jj = 0; jj < jn; jj++) {
+                float ss[RQ];
+                dots(jj, ss);
+                update(j0 + jj, ss);
             }
-            float mn = max(m[r], bm);
-            float sum = 0.0;
+        } else {
             for (uint jj = 0; jj < BK; jj++) {
-                if (jj < jlim) sum += exp2(s[r * BK + jj] - mn);
+                float ss[RQ];
+                dots(jj, ss);
+                for (uint r = 0; r < RQ; r++) part[(tid * RQ + r) * PSTRIDE + jj] = ss[r];
             }
-            l[r] = l[r] * exp2(m[r] - mn) + sum;
-            m[r] = mn;
+            barrier();
+            for (uint jj = 0; jj < BK; jj++) {
+                float ss[RQ];
+                for (uint r = 0; r < RQ; r++) {
+                    ss[r] = 0.0;
+                    for (uint x = 0; x < LANES; x++) ss[r] += part[((slot * LANES + x) * RQ + r) * PSTRIDE + jj];
+                }
+                if (jj < jn) update(j0 + jj, ss);
+            }
         }
         barrier(); // Ks and part are rewritten by the next block
     }
 
     if (lane != 0) return;
     for (uint r = 0; r < RQ; r++) {
-        uint i = q0 + TQ * r;
+        uint i = qi[r];
         if (i >= p.nq) continue;
         uint base = ((b * p.nq + i) * p.heads + h) * p.dhv;
         float d = 0.0;

@@ -2,12 +2,12 @@ module github.com/neti-project/neti
 
 go 1.26.0
 
-require github.com/spf13/pflag v1.1.0
-
 require (
-	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
-	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
-	golang.org/x/image v0.44.0 // indirect
-	golang.org/x/text v0.44.0 // indirect
-	gonum.org/v1/gonum v0.17.0 // indirect
+	github.com/spf13/pflag v1.1.0
+	github.com/vmihailenco/msgpack/v5 v5.4.1
+	golang.org/x/image v0.44.0
+	golang.org/x/text v0.44.0
+	gonum.org/v1/gonum v0.17.0
 )
+
+require github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect

@@ -30,6 +30,8 @@ vet:
 # Vulkan validation layer on (any message fails), and short fuzz runs.
 test: deps vet
 	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race ./vk/
+	GOEXPERIMENT=cgocheck2 $(GO) test -count=1 ./vk/
 	@scripts/fuzz.sh
 
 bench: deps

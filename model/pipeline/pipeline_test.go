@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"bytes"
-	"fmt"
 	"image/png"
 	"math"
 	"os"
@@ -13,46 +12,17 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/fixtures"
+	"github.com/neti-project/neti/internal/testdev"
 	"github.com/neti-project/neti/model/safetensors"
 	"github.com/neti-project/neti/model/sd"
 	"github.com/neti-project/neti/vk"
 )
 
-var testDev *vk.Device
+func TestMain(m *testing.M) { testdev.Main(m) }
 
-func TestMain(m *testing.M) {
-	d, err := vk.NewDevice(vk.Options{Validation: true})
-	if err != nil {
-		if os.Getenv("REQUIRE_VULKAN") == "1" {
-			fmt.Fprintln(os.Stderr, "REQUIRE_VULKAN=1 but:", err)
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "pipeline tests: no Vulkan device, GPU tests skip:", err)
-	}
-	testDev = d
-	code := m.Run()
-	if d != nil {
-		if err := d.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "device close:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func device(t testing.TB) *vk.Device {
-	t.Helper()
-	if testDev == nil {
-		t.Skip("no Vulkan device")
-	}
-	testDev.ClearMessages()
-	t.Cleanup(func() {
-		for _, m := range testDev.Messages() {
-			t.Errorf("validation: %v", m)
-		}
-	})
-	return testDev
-}
+// device returns the shared validating device (skipping without one); any
+// validation message fails the test.
+func device(t testing.TB) *vk.Device { return testdev.Device(t) }
 
 func openModel(t testing.TB, dir string) *sd.Model {
 	t.Helper()

@@ -1,54 +1,19 @@
 package sd
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/fixtures"
+	"github.com/neti-project/neti/internal/testdev"
 	"github.com/neti-project/neti/vk"
 )
 
-// testDev is one validating device shared by the package's tests (nil when
-// the machine has no Vulkan and REQUIRE_VULKAN is not set).
-var testDev *vk.Device
+func TestMain(m *testing.M) { testdev.Main(m) }
 
-func TestMain(m *testing.M) {
-	d, err := vk.NewDevice(vk.Options{Validation: true})
-	if err != nil {
-		if os.Getenv("REQUIRE_VULKAN") == "1" {
-			fmt.Fprintln(os.Stderr, "REQUIRE_VULKAN=1 but:", err)
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "sd tests: no Vulkan device, GPU tests skip:", err)
-	}
-	testDev = d
-	code := m.Run()
-	if d != nil {
-		if err := d.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "device close:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// device returns the shared device and fails the test on any validation
-// message the test produced.
-func device(t testing.TB) *vk.Device {
-	t.Helper()
-	if testDev == nil {
-		t.Skip("no Vulkan device")
-	}
-	testDev.ClearMessages()
-	t.Cleanup(func() {
-		for _, m := range testDev.Messages() {
-			t.Errorf("validation: %v", m)
-		}
-	})
-	return testDev
-}
+// device returns the shared validating device (skipping without one); any
+// validation message fails the test.
+func device(t testing.TB) *vk.Device { return testdev.Device(t) }
 
 func fixtureModel(t testing.TB, name string) *Model {
 	t.Helper()

@@ -3,6 +3,8 @@ package graph
 import (
 	"math/rand"
 	"testing"
+
+	"github.com/neti-project/neti/vk"
 )
 
 func TestConv2d(t *testing.T) {
@@ -107,6 +109,37 @@ func TestConv2dShapeErrors(t *testing.T) {
 		b.Output("y", b.Conv2d(b.Input("x", c.x...), b.Input("w", c.w...), bias, c.p))
 		if _, err := b.Build(); err == nil {
 			t.Errorf("%s: no build error", c.name)
+		}
+	}
+}
+
+// TestConvCPUFor checks the CPU kernels' channel blocks (a power of two
+// from one subgroup to 32, so few pipelines cover every convolution) and
+// that devices without subgroup broadcasts keep the GPU kernels.
+func TestConvCPUFor(t *testing.T) {
+	lavapipe := vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic", "vote", "ballot"}}
+	wide := vk.DeviceInfo{SubgroupSize: 32, SubgroupOps: []string{"basic", "ballot"}}
+	for _, c := range []struct {
+		name     string
+		info     vk.DeviceInfo
+		channels int
+		want     convCPU
+		ok       bool
+	}{
+		{"conv_out", lavapipe, 4, convCPU{oc: 8, px: 4, sg: 8}, true},
+		{"8", lavapipe, 8, convCPU{oc: 8, px: 4, sg: 8}, true},
+		{"9", lavapipe, 9, convCPU{oc: 16, px: 4, sg: 8}, true},
+		{"17", lavapipe, 17, convCPU{oc: 32, px: 4, sg: 8}, true},
+		{"320", lavapipe, 320, convCPU{oc: 32, px: 4, sg: 8}, true},
+		{"subgroup_32", wide, 4, convCPU{oc: 32, px: 4, sg: 32}, true},
+		{"no_ballot", vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic"}}, 64, convCPU{}, false},
+		{"no_subgroups", vk.DeviceInfo{}, 64, convCPU{}, false},
+		{"subgroup_not_pow2", vk.DeviceInfo{SubgroupSize: 12, SubgroupOps: []string{"ballot"}}, 64, convCPU{}, false},
+		{"subgroup_128", vk.DeviceInfo{SubgroupSize: 128, SubgroupOps: []string{"ballot"}}, 64, convCPU{}, false},
+	} {
+		got, ok := convCPUFor(c.info, c.channels)
+		if ok != c.ok || (ok && got != c.want) {
+			t.Errorf("%s: convCPUFor = %+v, %v; want %+v, %v", c.name, got, ok, c.want, c.ok)
 		}
 	}
 }

@@ -56,12 +56,12 @@ func (op conv2dBwdInputOp) record(r *recorder, n *Node) error {
 // c.px pixels of one stride phase per invocation.
 func (op conv2dBwdInputOp) recordCPU(r *recorder, n *Node, c convCPU, phases, maxPhase int) error {
 	o := op.fwd
-	pixBlocks, cBlocks := ceilDiv(maxPhase, c.wg*c.px), ceilDiv(o.c, c.oc)
+	pixBlocks, cBlocks := ceilDiv(maxPhase, c.sg*c.px), ceilDiv(o.c, c.oc)
 	z := o.n * cBlocks * phases
 	if lim := int(r.p.dev.Info().MaxWorkgroupCount[2]); z > 65535 || (lim > 0 && z > lim) {
 		return fmt.Errorf("conv2d backward: %d images x %d channel blocks x %d stride phases exceed the workgroup grid", o.n, cBlocks, phases)
 	}
-	if pixBlocks > math.MaxUint32/(c.wg*c.px) {
+	if o.h*o.w > math.MaxUint32-c.sg*c.px {
 		return fmt.Errorf("conv2d backward: input %dx%d too large", o.h, o.w)
 	}
 	groups := r.grid(pixBlocks)
@@ -71,7 +71,7 @@ func (op conv2dBwdInputOp) recordCPU(r *recorder, n *Node, c convCPU, phases, ma
 		uint32(o.kh), uint32(o.kw), uint32(o.p.StrideH), uint32(o.p.StrideW), uint32(o.p.PadTop), uint32(o.p.PadLeft),
 		uint32(pixBlocks), uint32(cBlocks),
 	}
-	spec := []uint32{uint32(c.oc), uint32(c.px), uint32(c.sg), uint32(c.wg)}
+	spec := []uint32{uint32(c.oc), uint32(c.px), uint32(c.sg)}
 	return r.dispatch("conv2d_bwd_input_cpu", spec, push, groups, n.In, []*Tensor{n.Out})
 }
 

@@ -3,7 +3,6 @@ package graph
 import (
 	"fmt"
 	"math"
-	"os"
 
 	"github.com/neti-project/neti/vk"
 )
@@ -48,28 +47,24 @@ func (o conv2dOp) record(r *recorder, n *Node) error {
 }
 
 // convCPU is how conv2d_cpu.comp and conv2d_bwd_input_cpu.comp split
-// their work: each invocation computes oc channels of px pixels, a
-// workgroup of wg invocations shares the channels, and subgroups of sg
-// lanes load the weights cooperatively.
-type convCPU struct{ oc, px, sg, wg int }
+// their work: a workgroup is one subgroup of sg lanes, each computing oc
+// channels of px pixels.
+type convCPU struct{ oc, px, sg int }
 
 // convCPUFor picks the split for outputs of the given channel count, or
-// says the device cannot run the CPU kernels. On lavapipe every load costs
-// a loop over the SIMD lanes, so an invocation keeps 32 channels x 4
-// pixels of accumulators: per input channel and tap that is 4 + 4 loads
-// for 128 multiply-adds (measured fastest of 8..64 x 1..8; larger blocks
-// also compile slower, and lavapipe compiles every variant once per
-// process). Few output channels get a narrower block, at least one
-// subgroup wide.
+// says the device cannot run the CPU kernels (they need subgroup
+// broadcasts). On lavapipe every load costs a loop over the SIMD lanes, so
+// an invocation keeps 32 channels x 4 pixels of accumulators: per input
+// channel and tap that is 4 + 4 loads for 128 multiply-adds (the fastest
+// of 8..64 channels x 1..8 pixels measured; bigger blocks also compile
+// slower, and lavapipe compiles each pipeline anew in every program).
+// Fewer output channels get a block of 16 or 8, at least a subgroup wide.
 func convCPUFor(info vk.DeviceInfo, channels int) (convCPU, bool) {
 	sg := info.SubgroupSize
 	if sg < 1 || sg > 64 || sg&(sg-1) != 0 || !hasSubgroupOp(info, "ballot") {
 		return convCPU{}, false
 	}
-	c := convCPU{oc: 32, px: 4, sg: sg, wg: max(64, sg)}
-	if v := os.Getenv("NETI_CONV_CPU"); v != "" {
-		fmt.Sscanf(v, "%d,%d", &c.oc, &c.px)
-	}
+	c := convCPU{oc: 32, px: 4, sg: sg}
 	for c.oc > sg && c.oc/2 >= channels {
 		c.oc /= 2
 	}
@@ -86,14 +81,16 @@ func hasSubgroupOp(info vk.DeviceInfo, op string) bool {
 	return false
 }
 
+// recordCPU dispatches conv2d_cpu.comp: c.oc output channels of c.px
+// pixels per invocation.
 func (o conv2dOp) recordCPU(r *recorder, n *Node, x, w, bias *Tensor, c convCPU) error {
 	pix := o.ho * o.wo
-	pixBlocks, oBlocks := ceilDiv(pix, c.wg*c.px), ceilDiv(o.o, c.oc)
+	pixBlocks, oBlocks := ceilDiv(pix, c.sg*c.px), ceilDiv(o.o, c.oc)
 	z := o.n * oBlocks
 	if lim := int(r.p.dev.Info().MaxWorkgroupCount[2]); z > 65535 || (lim > 0 && z > lim) {
 		return fmt.Errorf("conv2d: %d images x %d channel blocks exceed the workgroup grid", o.n, oBlocks)
 	}
-	if pixBlocks > math.MaxUint32/(c.wg*c.px) {
+	if pix > math.MaxUint32-c.sg*c.px {
 		return fmt.Errorf("conv2d: output %dx%d too large", o.ho, o.wo)
 	}
 	groups := r.grid(pixBlocks)
@@ -103,7 +100,7 @@ func (o conv2dOp) recordCPU(r *recorder, n *Node, x, w, bias *Tensor, c convCPU)
 		uint32(o.kh), uint32(o.kw), uint32(o.p.StrideH), uint32(o.p.StrideW), uint32(o.p.PadTop), uint32(o.p.PadLeft),
 		b32(o.bias), uint32(pixBlocks), uint32(oBlocks),
 	}
-	spec := []uint32{uint32(c.oc), uint32(c.px), uint32(c.sg), uint32(c.wg)}
+	spec := []uint32{uint32(c.oc), uint32(c.px), uint32(c.sg)}
 	return r.dispatch("conv2d_cpu", spec, push, groups, []*Tensor{x, w, bias}, []*Tensor{n.Out})
 }
 

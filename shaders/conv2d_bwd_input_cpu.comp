@@ -11,30 +11,27 @@
 // so no (pixel, tap) pair that the stride leaves out is ever visited. A
 // phase without taps (kernel smaller than the stride) writes its zeros.
 //
-// Each invocation computes CB input channels of PX pixels of one phase of
-// one image, looping over the phase's taps and, innermost, the output
-// channels. A subgroup shares the input channels, so lane l loads the
-// weight of channel l (+ SG, ...) and subgroupBroadcast hands it to the
-// others; the gradient values are the lanes' own, each reused for CB
-// multiply-adds: CB/SG + PX loads for CB*PX multiply-adds per lane.
-// Outside taps read a clamped address and select zero; lanes past the
-// last pixel or channel compute clamped ones and store nothing; subgroups
-// entirely past the phase's last pixel leave at once. Kernel size and
-// stride are push constants, as in conv2d_cpu.comp. SG is the device's
-// subgroup size, which SPIR-V 1.5 shaders always run with; WG is a
-// multiple of it, so the subgroups tile the workgroup.
+// A workgroup is one subgroup. Each invocation computes CB input channels
+// of PX pixels of one phase of one image, looping over the phase's taps
+// and, innermost, the output channels. The subgroup shares the input
+// channels, so lane l loads the weight of channel l (+ SG, ...) and
+// subgroupBroadcast hands it to the others; the gradient values are the
+// lanes' own, each reused for CB multiply-adds: CB/SG + PX loads for CB*PX
+// multiply-adds per lane. Outside taps read a clamped address and select
+// zero; lanes past the last pixel or channel compute clamped ones and
+// store nothing. Kernel size and stride are push constants, as in
+// conv2d_cpu.comp.
 //
-// Grid: x,y = block of WG*PX pixels of a phase (linear, split for the
+// Grid: x,y = block of SG*PX pixels of a phase (linear, split for the
 // per-dimension limit; phases smaller than the largest exit early),
 // z = (image * channel blocks + channel block) * phases + phase.
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_ballot : require
 #include "common.glsl"
-layout(local_size_x_id = 3) in;
+layout(local_size_x_id = 2) in; // one subgroup per workgroup
 layout(constant_id = 0) const uint CB = 32; // input channels per invocation, a multiple of SG
 layout(constant_id = 1) const uint PX = 4; // input pixels per invocation
 layout(constant_id = 2) const uint SG = 8; // the device's subgroup size
-layout(constant_id = 3) const uint WG = 64; // invocations per workgroup, a multiple of SG
 layout(std430, binding = 0) readonly buffer DY { float dy[]; };
 layout(std430, binding = 1) readonly buffer Wt { float w[]; };
 layout(std430, binding = 2) writeonly buffer DX { float dx[]; };
@@ -63,8 +60,8 @@ void main() {
     uint wx = ix0 < p.W ? (p.W - ix0 + p.SW - 1) / p.SW : 0;
     uint P = hy * wx;
     uint lane = gl_SubgroupInvocationID;
-    uint base = blk * WG * PX + gl_SubgroupID * SG * PX;
-    if (base >= P) return; // the whole subgroup: this phase has fewer pixels
+    uint base = blk * SG * PX;
+    if (base >= P) return; // the whole workgroup: this phase has fewer pixels
     uint nky = ry < p.KH ? (p.KH - ry + p.SH - 1) / p.SH : 0;
     uint nkx = rx < p.KW ? (p.KW - rx + p.SW - 1) / p.SW : 0;
     // iy0 + padTop - ry is a non-negative multiple of SH by construction.
@@ -120,13 +117,17 @@ void main() {
     }
     uint plane = p.H * p.W;
     uint dxBase = img * p.C * plane;
+    uint dxOff[PX];
+    for (uint q = 0; q < PX; q++) {
+        uint pc = min(pix[q], P - 1);
+        dxOff[q] = dxBase + (iy0 + p.SH * (pc / wx)) * p.W + ix0 + p.SW * (pc % wx);
+    }
     for (uint j = 0; j < CB; j++) {
         uint c = c0 + j;
-        if (c >= p.C) break;
-        for (uint q = 0; q < PX; q++) {
-            if (pix[q] >= P) continue;
-            uint iy = iy0 + p.SH * (pix[q] / wx), ix = ix0 + p.SW * (pix[q] % wx);
-            dx[dxBase + c * plane + iy * p.W + ix] = acc[j][q];
+        if (c < p.C) {
+            for (uint q = 0; q < PX; q++) {
+                if (pix[q] < P) dx[dxOff[q] + c * plane] = acc[j][q];
+            }
         }
     }
 }

@@ -6,38 +6,35 @@
 // that costs far more than the arithmetic, so the kernel is built to issue
 // as few loads per multiply-add as possible.
 //
-// Each invocation computes OC output channels of PX output pixels of one
-// image. A subgroup (one SIMD vector on lavapipe) shares the channels, so
-// the weights are loaded cooperatively: lane l loads the weight of channel
-// l (+ SG, 2 SG, ...) and subgroupBroadcast hands it to the others, one
-// load per SG weights. The input values are the lanes' own, each reused for
-// OC multiply-adds. Per input channel and tap that is OC/SG + PX loads for
-// OC*PX multiply-adds per lane.
+// A workgroup is one subgroup (one SIMD vector on lavapipe). Each
+// invocation computes OC output channels of PX output pixels of one image;
+// the subgroup shares the channels, so the weights are loaded
+// cooperatively: lane l loads the weight of channel l (+ SG, 2 SG, ...) and
+// subgroupBroadcast hands it to the others, one load per SG weights. The
+// input values are the lanes' own, each reused for OC multiply-adds. Per
+// input channel and tap that is OC/SG + PX loads for OC*PX multiply-adds
+// per lane. SG is the device's subgroup size, which SPIR-V 1.5 shaders
+// always run with.
 //
 // A tap's bounds test (padding, asymmetric allowed) depends on the pixel
 // and the tap, not on the channel, so it is hoisted out of the channel
 // loop: outside taps read a clamped in-image address and select zero.
 // Loops have no data-dependent exits, so the accumulators stay in
-// registers. Kernel size, stride and bias are push constants: they only
+// registers; lanes past the last pixel or channel compute clamped ones and
+// store nothing. Kernel size, stride and bias are push constants: they only
 // steer the loops around the channel loop, and lavapipe compiles every
-// pipeline once per process (seconds for this one), so one pipeline per
-// channel block serves every convolution.
-// Lanes past the last pixel or channel compute clamped ones and store
-// nothing; subgroups entirely past the last pixel leave at once.
+// pipeline of a process anew (about a second for this one), so one
+// pipeline per channel block serves every convolution.
 //
-// SG is the device's subgroup size, which SPIR-V 1.5 shaders always run
-// with; WG is a multiple of it, so the subgroups tile the workgroup.
-//
-// Grid: x,y = block of WG*PX output pixels (linear, split for the
+// Grid: x,y = block of SG*PX output pixels (linear, split for the
 // per-dimension limit), z = image * output-channel blocks.
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_ballot : require
 #include "common.glsl"
-layout(local_size_x_id = 3) in;
+layout(local_size_x_id = 2) in; // one subgroup per workgroup
 layout(constant_id = 0) const uint OC = 32; // output channels per invocation, a multiple of SG
 layout(constant_id = 1) const uint PX = 4; // output pixels per invocation
 layout(constant_id = 2) const uint SG = 8; // the device's subgroup size
-layout(constant_id = 3) const uint WG = 64; // invocations per workgroup, a multiple of SG
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer Wt { float w[]; };
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
@@ -53,12 +50,11 @@ const uint NW = OC / SG; // cooperative weight loads per channel and tap
 void main() {
     uint blk = linearGroup();
     if (blk >= p.pixBlocks) return; // whole workgroup: the grid may overshoot
-    // A subgroup's PX*SG pixels are contiguous, and at every step its lanes
-    // read neighbouring pixels.
+    // The block's pixels are contiguous, and at every step the lanes read
+    // neighbouring pixels.
     uint lane = gl_SubgroupInvocationID;
-    uint base = blk * WG * PX + gl_SubgroupID * SG * PX;
+    uint base = blk * SG * PX;
     uint P = p.HO * p.WO;
-    if (base >= P) return; // the whole subgroup: nothing to store
 
     uint img = gl_WorkGroupID.z / p.oBlocks;
     uint o0 = (gl_WorkGroupID.z % p.oBlocks) * OC;
@@ -114,10 +110,11 @@ void main() {
     uint yBase = img * p.O * P;
     for (uint j = 0; j < OC; j++) {
         uint o = o0 + j;
-        if (o >= p.O) break;
-        float b0 = p.hasBias != 0 ? bias[o] : 0.0;
-        for (uint q = 0; q < PX; q++) {
-            if (pix[q] < P) y[yBase + o * P + pix[q]] = acc[j][q] + b0;
+        if (o < p.O) {
+            float b0 = p.hasBias != 0 ? bias[o] : 0.0;
+            for (uint q = 0; q < PX; q++) {
+                if (pix[q] < P) y[yBase + o * P + pix[q]] = acc[j][q] + b0;
+            }
         }
     }
 }

@@ -226,8 +226,8 @@ func TestAttnBwdLayoutFor(t *testing.T) {
 	for _, typ := range []string{"discrete", "cpu"} {
 		info := vk.DeviceInfo{Type: typ, MaxSharedMemory: 32768, MaxWorkgroupInvocations: 1024, MaxWorkgroupSize: [3]uint32{1024, 1024, 64}}
 		for _, pass := range []attnBwdPass{passStats, passQ, passKV} {
-			for dh := 1; dh <= maxHeadDim; dh++ {
-				for _, dhv := range []int{1, dh, maxHeadDim + 1 - dh} {
+			for dh := 1; dh <= MaxHeadDim; dh++ {
+				for _, dhv := range []int{1, dh, MaxHeadDim + 1 - dh} {
 					c, err := attnBwdLayoutFor(pass, dh, dhv, info)
 					if err != nil || !c.valid(pass, dh, dhv, info) {
 						t.Fatalf("%s pass %d: attnBwdLayoutFor(%d, %d) = %+v, %v", typ, pass, dh, dhv, c, err)

@@ -34,8 +34,8 @@ func (b *Builder) Attention(q, k, v *Tensor, heads int, scale float32, causal bo
 		return b.dummy([]int{1})
 	}
 	dh, dhv := q.Dim(2)/heads, v.Dim(2)/heads
-	if dh > maxHeadDim || dhv > maxHeadDim {
-		b.Errorf("attention: head dim %d exceeds the %d the kernel supports", max(dh, dhv), maxHeadDim)
+	if dh > MaxHeadDim || dhv > MaxHeadDim {
+		b.Errorf("attention: head dim %d exceeds the %d the kernel supports", max(dh, dhv), MaxHeadDim)
 		return b.dummy([]int{1})
 	}
 	if causal && nq != nk {
@@ -49,9 +49,9 @@ func (b *Builder) Attention(q, k, v *Tensor, heads int, scale float32, causal bo
 	return b.add(op, []int{batch, nq, heads * dhv}, q, k, v)
 }
 
-// maxHeadDim bounds the per-thread accumulators of the attention kernel
+// MaxHeadDim bounds the per-thread accumulators of the attention kernel
 // (SD uses 40, 80 and 160).
-const maxHeadDim = 160
+const MaxHeadDim = 160
 
 func (o attentionOp) eval(n *Node, in [][]float32) ([]float32, error) {
 	return ref.Attention(in[0], in[1], in[2], o.batch, o.nq, o.nk, o.heads, o.dh, o.dhv, o.scale, o.causal), nil

@@ -149,8 +149,8 @@ func TestAttentionShapeErrors(t *testing.T) {
 func TestAttnConfig(t *testing.T) {
 	for _, typ := range []string{"discrete", "cpu"} {
 		info := vk.DeviceInfo{Type: typ, MaxSharedMemory: 32768, MaxWorkgroupInvocations: 1024, MaxWorkgroupSize: [3]uint32{1024, 1024, 64}}
-		for dh := 1; dh <= maxHeadDim; dh++ {
-			for _, dhv := range []int{1, dh, maxHeadDim + 1 - dh} {
+		for dh := 1; dh <= MaxHeadDim; dh++ {
+			for _, dhv := range []int{1, dh, MaxHeadDim + 1 - dh} {
 				c := attnConfigFor(dh, dhv, info)
 				if !c.valid(dh, dhv, info) {
 					t.Fatalf("%s: attnConfigFor(%d, %d) = %+v is not valid", typ, dh, dhv, c)

@@ -14,7 +14,7 @@ import (
 // reference attention.
 func TestSingleHeadAttention(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
-	for _, ch := range []int{64, fusedHeadMax + 32} {
+	for _, ch := range []int{64, graph.MaxHeadDim + 32} {
 		const n, hw = 2, 9
 		vals := map[string][]float32{}
 		b := graph.NewBuilder()

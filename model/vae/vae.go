@@ -81,16 +81,12 @@ func (v builder) attention(name string, x *graph.Tensor, ch int) *graph.Tensor {
 	return b.Add(a, x)
 }
 
-// fusedHeadMax is the widest head graph's fused attention kernel takes
-// (graph's maxHeadDim).
-const fusedHeadMax = 160
-
 // singleHeadAttention is softmax(q k^T / sqrt(ch)) v. The SD VAE's one head
 // is as wide as its top block (512), past the fused kernel's limit; there
 // the score matrix is stored ([n, hw, hw]: 64 MiB at a 64x64 latent), and
 // latents too large for that are decoded in tiles by the caller.
 func singleHeadAttention(b *graph.Builder, q, k, v *graph.Tensor, ch int) *graph.Tensor {
-	if ch <= fusedHeadMax {
+	if ch <= graph.MaxHeadDim {
 		return b.Attention(q, k, v, 1, 0, false)
 	}
 	s := b.Scale(b.MatMul(q, k, false, true), float32(1/math.Sqrt(float64(ch))))

@@ -6,10 +6,7 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/fixtures"
-	"github.com/neti-project/neti/model/clip"
 )
-
-var tinyCLIP = clip.Config{Hidden: 32, Intermediate: 37, Layers: 3, Heads: 4, MaxPositions: 77, Vocab: 1000, Act: "quick_gelu", Eps: 1e-5}
 
 // TestTextEncoderFixture runs neti_text_encoder: the mapper's token
 // embedding at the placeholder and the bypass before the final layer norm,
@@ -71,7 +68,7 @@ func TestTextEncoderFixture(t *testing.T) {
 		}
 	}
 	b := graph.NewBuilder()
-	out := BuildText(b, tinyCLIP, b.Input("ids", n, seq), b.Input("inject", n, seq, d), b.Input("mask", n, seq, 1), b.Input("bypass", n, seq, d))
+	out := BuildText(b, tinyModel(t).Text, b.Input("ids", n, seq), b.Input("inject", n, seq, d), b.Input("mask", n, seq, 1), b.Input("bypass", n, seq, d))
 	b.Output("keys", out.Keys)
 	b.Output("values", out.Values)
 	b.Output("pre", out.PreLN)

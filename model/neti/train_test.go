@@ -8,25 +8,9 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/fixtures"
-	"github.com/neti-project/neti/model/config"
 	"github.com/neti-project/neti/model/scheduler"
-	"github.com/neti-project/neti/model/unet"
 	"github.com/neti-project/neti/plugin"
 )
-
-func tinyUNet(t *testing.T) unet.Config {
-	t.Helper()
-	m, _ := fixtures.SDTiny()
-	c, err := config.LoadUNet(m.Root() + "/model/unet/config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := unet.FromConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
 
 // stepInputs fills the inputs of a training step for the fixture's batch.
 func stepInputs(t *testing.T, c *plugin.Concept, s StepShape, ids64 []int64, placeholder int, latents, noise []float32, ts []int) map[string][]float32 {
@@ -99,8 +83,9 @@ func TestTrainStepFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := StepShape{Batch: 2, Seq: 77, LatentC: 4, LatentH: 16, LatentW: 16, Layers: 16, TextHidden: 32, MapperHidden: 128}
+	model := tinyModel(t)
 	b := graph.NewBuilder()
-	st, err := BuildStep(b, c, tinyCLIP, tinyUNet(t), s, DefaultOptimizer(1))
+	st, err := BuildStep(b, c, model.Text, model.UNet, s, DefaultOptimizer(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +98,7 @@ func TestTrainStepFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	weights := tinyFrozenWeights(t)
+	weights := frozenWeights(model)
 	check := func(label string, res map[string][]float32) {
 		for _, name := range []string{"loss", "noise_pred"} {
 			want, _, _ := fc.OutputTensor(name)
@@ -183,27 +168,4 @@ func TestTrainStepFixture(t *testing.T) {
 	}
 	check("GPU", res)
 	t.Logf("planned peak %d bytes, %d dispatches", p.Stats().PeakBytes(), p.Stats().Dispatches)
-}
-
-// tinyFrozenWeights serves the sd-tiny text encoder and UNet under their
-// builder names.
-func tinyFrozenWeights(t *testing.T) graph.WeightSource {
-	t.Helper()
-	m, _ := fixtures.SDTiny()
-	te, c1, err := fixtures.Weights(m.Root() + "/model/text_encoder/model.safetensors")
-	if err != nil {
-		t.Fatal(err)
-	}
-	un, c2, err := fixtures.Weights(m.Root() + "/model/unet/diffusion_pytorch_model.safetensors")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c1)
-	t.Cleanup(c2)
-	return func(name string, shape []int) ([]float32, error) {
-		if len(name) > 11 && name[:11] == "text_model." {
-			return te(name, shape)
-		}
-		return un(name, shape)
-	}
 }

@@ -24,6 +24,10 @@ type Options struct {
 	// Profile records a timestamp after every op so Profile() can say where
 	// a run's time goes (costs a little; for benchmarks and tuning).
 	Profile bool
+	// Weights is the weight storage precision: "" or WeightsF32, or
+	// WeightsF16 (float16 where the device has 16-bit storage; see
+	// precision.go for which weights qualify).
+	Weights string
 }
 
 // Stats describe a compiled program's memory and work.
@@ -56,6 +60,7 @@ type Program struct {
 	rec     *vk.Recording
 	stats   Stats
 	align   int64
+	half    map[int]bool // weights stored as float16, by root tensor id
 }
 
 // Compile plans memory for g, uploads its weights (read through weights)
@@ -71,11 +76,13 @@ func Compile(dev *vk.Device, g *Graph, weights WeightSource, opts Options) (p *P
 			p = nil
 		}
 	}()
-	pools, stats, err := plan(g, LimitsOf(info), opts)
+	lim := LimitsOf(info)
+	lim.F16 = dev.F16() // the device's choice, which NETI_DISABLE_F16 can veto
+	pools, stats, err := plan(g, lim, opts)
 	if err != nil {
 		return nil, err
 	}
-	p.align, p.stats = pools.align, stats
+	p.align, p.stats, p.half = pools.align, stats, pools.half
 	wpool, iopool, apool := pools.w, pools.io, pools.act
 	for _, pl := range []*pool{wpool, iopool, apool} {
 		if err := p.materialize(pl); err != nil {
@@ -107,6 +114,7 @@ type Limits struct {
 	MaxAllocation         int64 // one buffer (0: no limit)
 	MaxStorageBufferRange int64 // one binding (0: no limit)
 	Align                 int64 // storage-buffer offset alignment
+	F16                   bool  // 16-bit storage: weights may be stored as float16
 }
 
 // LimitsOf reads a device's limits.
@@ -115,12 +123,14 @@ func LimitsOf(info vk.DeviceInfo) Limits {
 	if b := int64(info.MaxBufferSize); b > 0 && (alloc == 0 || b < alloc) {
 		alloc = b
 	}
-	return Limits{Name: info.Name, MaxAllocation: alloc, MaxStorageBufferRange: int64(info.MaxStorageBufferRange), Align: int64(info.MinStorageBufferOffsetAlignment)}
+	return Limits{Name: info.Name, MaxAllocation: alloc, MaxStorageBufferRange: int64(info.MaxStorageBufferRange), Align: int64(info.MinStorageBufferOffsetAlignment),
+		F16: info.Float16 && info.Storage16}
 }
 
 type pools struct {
 	w, io, act *pool
 	align      int64
+	half       map[int]bool
 }
 
 // Plan computes a graph's memory plan for a device's limits without a
@@ -132,6 +142,19 @@ func Plan(g *Graph, l Limits, opts Options) (Stats, error) {
 }
 
 func plan(g *Graph, l Limits, opts Options) (pools, Stats, error) {
+	if err := checkWeights(opts.Weights); err != nil {
+		return pools{}, Stats{}, err
+	}
+	half := map[int]bool{}
+	if opts.Weights == WeightsF16 && l.F16 {
+		half = halfWeights(g)
+	}
+	bytes := func(t *Tensor) int64 {
+		if half[t.id] {
+			return (int64(t.Numel())*2 + 3) &^ 3
+		}
+		return int64(t.Numel()) * 4
+	}
 	align := l.Align
 	if align < 16 {
 		align = 16
@@ -147,7 +170,7 @@ func plan(g *Graph, l Limits, opts Options) (pools, Stats, error) {
 		if t.view != nil {
 			continue
 		}
-		if sz := int64(t.Numel()) * 4; l.MaxStorageBufferRange > 0 && sz > l.MaxStorageBufferRange {
+		if sz := bytes(t); l.MaxStorageBufferRange > 0 && sz > l.MaxStorageBufferRange {
 			return pools{}, Stats{}, fmt.Errorf("graph: tensor %s %s needs %d bytes, more than one storage binding allows on %s (%d)", t.describe(), shapeStr(t.shape), sz, l.Name, l.MaxStorageBufferRange)
 		}
 	}
@@ -166,7 +189,7 @@ func plan(g *Graph, l Limits, opts Options) (pools, Stats, error) {
 				keep = true
 			}
 			if keep {
-				if _, err := pl.alloc(t.id, int64(t.Numel())*4); err != nil {
+				if _, err := pl.alloc(t.id, bytes(t)); err != nil {
 					return nil, fmt.Errorf("graph: %s: %w", t.describe(), err)
 				}
 			}
@@ -175,7 +198,7 @@ func plan(g *Graph, l Limits, opts Options) (pools, Stats, error) {
 	}
 	var ps pools
 	var err error
-	ps.align = align
+	ps.align, ps.half = align, half
 	if ps.w, err = persistent(Weight, Const); err != nil {
 		return ps, Stats{}, err
 	}
@@ -296,9 +319,17 @@ func (p *Program) write(t *Tensor, v []float32) error {
 	if !ok {
 		return fmt.Errorf("graph: %s has no storage", t.describe())
 	}
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	var b []byte
+	if p.half[t.root().id] {
+		b = make([]byte, (2*len(v)+3)&^3)
+		for i, x := range v {
+			binary.LittleEndian.PutUint16(b[2*i:], f16Bits(x))
+		}
+	} else {
+		b = make([]byte, 4*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+		}
 	}
 	if err := l.buf.Write(l.off, b); err != nil {
 		return fmt.Errorf("graph: upload %s: %w", t.describe(), err)
@@ -540,6 +571,18 @@ func (r *recorder) grid(n int) [3]uint32 {
 	}
 	return [3]uint32{uint32(lim), uint32((n + lim - 1) / lim), 1}
 }
+
+// weightVariant names the shader variant for a weight operand: the _f16
+// file where t is stored as float16.
+func (r *recorder) weightVariant(shader string, t *Tensor) string {
+	if r.p.half[t.root().id] {
+		return shader + "_f16"
+	}
+	return shader
+}
+
+// HalfWeights is the number of weights stored as float16.
+func (p *Program) HalfWeights() int { return len(p.half) }
 
 // cpuKernels says whether to use the variants tuned for CPU Vulkan
 // devices: no shared-memory tiles, no barriers.

@@ -18,14 +18,18 @@ func (o matmulOp) record(r *recorder, n *Node) error {
 	spec := []uint32{b32(o.transA), b32(o.transB), b32(o.bias)}
 	if r.cpuKernels() && o.n < 128 && ceilDiv(o.m, 64) <= 65535 {
 		groups := [3]uint32{uint32(ceilDiv(o.n, 16)), uint32(ceilDiv(o.m, 64)), uint32(o.batch)}
-		return r.dispatch("matmul_cols", append(spec, 16), push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+		return r.dispatch(r.weightVariant("matmul_cols", b), append(spec, 16), push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
 	}
 	if r.cpuKernels() && ceilDiv(o.m, 8) <= 65535 {
 		groups := [3]uint32{uint32(ceilDiv(o.n, 256)), uint32(ceilDiv(o.m, 8)), uint32(o.batch)}
-		return r.dispatch("matmul_rows", spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+		return r.dispatch(r.weightVariant("matmul_rows", b), spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+	}
+	if bigMatmul(o.batch, o.m, o.n) {
+		groups := [3]uint32{uint32(ceilDiv(o.n, 128)), uint32(ceilDiv(o.m, 128)), uint32(o.batch)}
+		return r.dispatch(r.weightVariant("matmul_big", b), spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
 	}
 	groups := [3]uint32{uint32(ceilDiv(o.n, 64)), uint32(ceilDiv(o.m, 64)), uint32(o.batch)}
-	return r.dispatch("matmul", spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+	return r.dispatch(r.weightVariant("matmul", b), spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
 }
 
 func (o activationOp) record(r *recorder, n *Node) error {
@@ -55,6 +59,14 @@ func (o binaryOp) record(r *recorder, n *Node) error {
 	}
 	same := sameShape(o.aShape, o.out) && sameShape(o.bShape, o.out)
 	return r.dispatch("binary", []uint32{uint32(o.kind), b32(same)}, push, r.grid(ceilDiv(total, 256)), n.In, []*Tensor{n.Out})
+}
+
+// bigMatmul says when the 128x128-tile kernel pays: with at least 256 such
+// tiles (two per multiprocessor of a large GPU) every multiprocessor stays
+// busy, and each shared-memory load feeds twice the arithmetic of the 64x64
+// kernel; below that, the smaller tiles' extra parallelism wins.
+func bigMatmul(batch, m, n int) bool {
+	return m >= 128 && n >= 128 && batch*ceilDiv(m, 128)*ceilDiv(n, 128) >= 256
 }
 
 // errNoKernel marks ops whose shader is not written yet; Compile fails with

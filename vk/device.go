@@ -32,8 +32,13 @@ type Options struct {
 	// DisableF16 turns fp16 arithmetic and 16-bit storage off even where
 	// the device has them (also NETI_DISABLE_F16=1), to bisect driver bugs.
 	DisableF16 bool
-	// DisableCoopMatrix leaves VK_KHR_cooperative_matrix disabled even where
-	// the device has it (also NETI_DISABLE_COOPMAT=1).
+	// CoopMatrix enables VK_KHR_cooperative_matrix where the device has it.
+	// It is opt-in: no kernel uses it yet, and enabling an extension no
+	// kernel needs only risks driver and layer trouble (validation layers
+	// older than 1.3.255 reject its feature struct in vkCreateDevice, seen
+	// on the H100 with Debian 12's layer). NETI_DISABLE_COOPMAT=1 vetoes it.
+	CoopMatrix bool
+	// DisableCoopMatrix vetoes CoopMatrix (also NETI_DISABLE_COOPMAT=1).
 	DisableCoopMatrix bool
 	// PipelineCacheDir holds the on-disk pipeline cache: "" means
 	// os.UserCacheDir()/neti/pipelines, "-" disables it.
@@ -569,7 +574,7 @@ func (d *Device) open() error {
 	d.pd = p.pd
 	d.family = uint32(p.raw.queueFamily)
 	d.f16 = d.info.Float16 && d.info.Storage16 && !d.opts.DisableF16
-	d.coop = d.info.CoopMatrix != nil && !d.opts.DisableCoopMatrix
+	d.coop = d.info.CoopMatrix != nil && d.opts.CoopMatrix && !d.opts.DisableCoopMatrix
 	d.feedback = p.raw.hasFeedback != 0
 	if bits := uint32(p.raw.timestampBits); bits >= 64 {
 		d.tsMask = ^uint64(0)

@@ -195,9 +195,12 @@ func TestFeatureSwitches(t *testing.T) {
 	if d.F16() != (info.Float16 && info.Storage16) {
 		t.Errorf("F16() = %v with Float16 %v, Storage16 %v", d.F16(), info.Float16, info.Storage16)
 	}
+	if d.CoopMatrix() {
+		t.Errorf("cooperative matrix enabled without Options.CoopMatrix")
+	}
 	t.Setenv("NETI_DISABLE_F16", "1")
 	t.Setenv("NETI_DISABLE_COOPMAT", "1")
-	off := newDevice(t, Options{})
+	off := newDevice(t, Options{CoopMatrix: true})
 	if off.F16() || off.CoopMatrix() {
 		t.Errorf("with NETI_DISABLE_F16/COOPMAT: F16 %v, CoopMatrix %v", off.F16(), off.CoopMatrix())
 	}

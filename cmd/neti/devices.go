@@ -42,9 +42,9 @@ func runDevices(args []string, stdout, stderr io.Writer) error {
 		case d.Float16 && d.Storage16 && f16off:
 			fp16 = "available, disabled by NETI_DISABLE_F16=1"
 		case d.Float16 && d.Storage16:
-			fp16 = "yes (fp16 kernels are not used yet: neti computes in fp32)"
+			fp16 = "yes: weights stored as fp16, math and accumulation in fp32 (--no-half or NETI_DISABLE_F16=1: fp32 weights)"
 		case d.Float16 || d.Storage16:
-			fp16 = fmt.Sprintf("partial (arithmetic %v, 16-bit storage %v): not used", d.Float16, d.Storage16)
+			fp16 = fmt.Sprintf("partial (arithmetic %v, 16-bit storage %v): not used, weights stay fp32", d.Float16, d.Storage16)
 		}
 		fmt.Fprintf(stdout, "    fp16: %s\n", fp16)
 		coop := "no"

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/pngmeta"
 	"github.com/neti-project/neti/internal/progress"
 	"github.com/neti-project/neti/model/builtin"
@@ -28,7 +29,7 @@ type genFlags struct {
 	steps, width, height, batch, vaeTile, truncation    int
 	cfg                                                 float64
 	seed                                                int64
-	quiet, verbose, dryRun                              bool
+	quiet, verbose, dryRun, noHalf                      bool
 }
 
 func runGenerate(args []string, stdout, stderr io.Writer) error {
@@ -55,6 +56,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress or notes on stderr")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "also print the device, the compiled programs and their planned memory")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan (sizes, planned peak device memory, VAE tiling) and exit")
+	fs.BoolVar(&f.noHalf, "no-half", false, "keep the model's weights in fp32 on the device (default: fp16 where the device has 16-bit storage, half the memory; also NETI_DISABLE_F16=1)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -83,7 +85,7 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 	case f.width < 0 || f.height < 0:
 		return fmt.Errorf("-W/-H must be positive")
 	}
-	m, err := openGenModel(f.model, f.tokenizer)
+	m, err := openGenModel(f.model, f.tokenizer, f.noHalf)
 	if err != nil {
 		return err
 	}
@@ -213,12 +215,18 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// openGenModel opens -m, or the built-in model when none is given.
-func openGenModel(path, tokDir string) (*sd.Model, error) {
+// openGenModel opens -m, or the built-in model when none is given; noHalf
+// keeps its weights fp32 on the device.
+func openGenModel(path, tokDir string, noHalf bool) (m *sd.Model, err error) {
 	if path == "" {
-		return sd.OpenBuiltin(os.Getenv("NETI_CACHE_DIR"))
+		m, err = sd.OpenBuiltin(os.Getenv("NETI_CACHE_DIR"))
+	} else {
+		m, err = sd.Open(path, sd.Options{TokenizerDir: tokDir})
 	}
-	return sd.Open(path, sd.Options{TokenizerDir: tokDir})
+	if err == nil && (noHalf || os.Getenv("NETI_DISABLE_F16") == "1") {
+		m.Weights = graph.WeightsF32
+	}
+	return m, err
 }
 
 // outputNames numbers the output file when several images are made.

@@ -37,6 +37,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	dryRun := fs.Bool("dry-run", false, "print the plan (images, steps, planned peak device memory) and exit")
 	device := fs.String("device", "", "Vulkan device index or name (default: NETI_DEVICE, else the best)")
 	quiet := fs.Bool("quiet", false, "no progress output")
+	noHalf := fs.Bool("no-half", false, "keep the frozen model weights in fp32 on the device (default: fp16 where the device has 16-bit storage; the mapper always trains in fp32)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -61,7 +62,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	base, err := openGenModel(*model, "")
+	base, err := openGenModel(*model, "", *noHalf)
 	if err != nil {
 		return err
 	}

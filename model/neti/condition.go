@@ -103,7 +103,7 @@ func NewConditioner(dev *vk.Device, m *sd.Model, ids []int, uses []ConceptUse, t
 	if err != nil {
 		return nil, err
 	}
-	if c.text, err = graph.Compile(dev, g, m.TextWeights(), graph.Options{}); err != nil {
+	if c.text, err = graph.Compile(dev, g, m.TextWeights(), m.GraphOptions()); err != nil {
 		return nil, fmt.Errorf("neti: text encoder: %w", err)
 	}
 	if err := c.text.SetInput("ids", c.ids); err == nil {
@@ -137,6 +137,8 @@ func evalMapper(dev *vk.Device, c *plugin.Concept, timesteps []float64, layers, 
 	if err != nil {
 		return nil, err
 	}
+	// The mapper stays fp32 whatever the base model uses: it is tiny and
+	// its outputs are what a plugin promises to reproduce.
 	p, err := graph.Compile(dev, g, MapperWeights(c, "mapper"), graph.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("neti: mapper of %s: %w", c.Token, err)

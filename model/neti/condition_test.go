@@ -13,7 +13,7 @@ import (
 func tinyModel(t *testing.T) *sd.Model {
 	t.Helper()
 	m, _ := fixtures.SDTiny()
-	model, err := sd.Open(m.Root()+"/model", sd.Options{})
+	model, err := sd.Open(m.Root()+"/model", sd.Options{Weights: graph.WeightsF32}) // fp32 fixture references
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,7 +155,7 @@ func NewTrainer(dev *vk.Device, b *sd.Model, c *plugin.Concept, images [][]float
 		return nil, err
 	}
 	t.shape = shape
-	if t.prog, err = graph.Compile(dev, g, frozenWeights(b), graph.Options{}); err != nil {
+	if t.prog, err = graph.Compile(dev, g, frozenWeights(b), t.base.GraphOptions()); err != nil {
 		return nil, fmt.Errorf("neti: train: %w", err)
 	}
 	for _, nt := range c.Weights.Named() {
@@ -196,7 +196,7 @@ func PlanTraining(b *sd.Model, c *plugin.Concept, res int, o TrainOptions, l gra
 	if err != nil {
 		return graph.Stats{}, err
 	}
-	return graph.Plan(g, l, graph.Options{})
+	return graph.Plan(g, l, b.GraphOptions())
 }
 
 // PeakBytes is the training program's planned peak device memory.
@@ -210,7 +210,7 @@ func (t *Trainer) encodeImages(dev *vk.Device, images [][]float32, res int) erro
 	if err != nil {
 		return err
 	}
-	p, err := graph.Compile(dev, g, t.base.VAEWeights(), graph.Options{})
+	p, err := graph.Compile(dev, g, t.base.VAEWeights(), t.base.GraphOptions())
 	if err != nil {
 		return fmt.Errorf("neti: train: VAE encoder: %w", err)
 	}

@@ -26,7 +26,7 @@ func device(t testing.TB) *vk.Device { return testdev.Device(t) }
 
 func openModel(t testing.TB, dir string) *sd.Model {
 	t.Helper()
-	m, err := sd.Open(dir, sd.Options{})
+	m, err := sd.Open(dir, sd.Options{Weights: graph.WeightsF32}) // fp32 fixture references
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/model/weights"
 	"github.com/neti-project/neti/vk"
 )
@@ -100,44 +101,52 @@ func sd15Plan() (*Model, error) { return FromConfigs("sd15", weights.SD15Configs
 
 // BenchmarkPlan512 reports the planned peak device memory of a 512x512 SD
 // 1.5 generation with CFG (text encoder, batch-2 UNet and VAE decoder
-// resident together), under the device's limits where there is a device
-// (the decoder tiles where a whole decode does not fit), else unlimited.
-// It needs no weights. The goal is 3 GB.
+// resident together), with fp16 weights (the default where the device has
+// 16-bit storage) and with fp32 weights, under the device's limits where
+// there is a device (the decoder tiles where a whole decode does not fit),
+// else unlimited. It needs no weights. The goal is 3 GB.
 func BenchmarkPlan512(b *testing.B) {
-	m, err := sd15Plan()
-	if err != nil {
-		b.Fatal(err)
-	}
 	lim := Limits{}
 	if dev, err := vk.NewDevice(vk.Options{}); err == nil {
 		lim = DeviceLimits(dev.Info())
 		lim.Budget = 0 // report the need, whatever the device has
 		dev.Close()
 	}
-	var text, unet, dec int64
-	var tiled Tiling
-	for i := 0; i < b.N; i++ {
-		// The text encoder's 49408x768 table exceeds small bindings in
-		// fp32; plan it without the binding limit to report its size.
-		t, err := m.PlanTextEncoder(TextEncoderOptions{Batch: 2}, Limits{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		u, err := m.PlanUNet(UNetOptions{Batch: 2, Height: 64, Width: 64}, lim)
-		if err != nil {
-			b.Fatal(err)
-		}
-		d, tl, err := m.PlanDecoder(64, 64, DecoderOptions{}, lim)
-		if err != nil {
-			b.Fatal(err)
-		}
-		text, unet, dec, tiled = t.PeakBytes(), u.PeakBytes(), d.PeakBytes(), tl
-	}
-	b.ReportMetric(float64(text+unet+dec)/(1<<20), "MiB-peak")
-	b.ReportMetric(float64(text)/(1<<20), "MiB-text")
-	b.ReportMetric(float64(unet)/(1<<20), "MiB-unet")
-	b.ReportMetric(float64(dec)/(1<<20), "MiB-vae")
-	if tiled.Tiled {
-		b.ReportMetric(float64(tiled.H), "vae-tile")
+	for _, prec := range []string{graph.WeightsF16, graph.WeightsF32} {
+		b.Run(prec, func(b *testing.B) {
+			m, err := sd15Plan()
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.Weights = prec
+			lim := lim
+			lim.F16 = true // plan fp16 as a device with 16-bit storage runs it
+			var text, unet, dec int64
+			var tiled Tiling
+			for i := 0; i < b.N; i++ {
+				// The text encoder's 49408x768 table exceeds small bindings
+				// in fp32; plan it without the binding limit to report its size.
+				t, err := m.PlanTextEncoder(TextEncoderOptions{Batch: 2}, Limits{Limits: graph.Limits{F16: true}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				u, err := m.PlanUNet(UNetOptions{Batch: 2, Height: 64, Width: 64}, lim)
+				if err != nil {
+					b.Fatal(err)
+				}
+				d, tl, err := m.PlanDecoder(64, 64, DecoderOptions{}, lim)
+				if err != nil {
+					b.Fatal(err)
+				}
+				text, unet, dec, tiled = t.PeakBytes(), u.PeakBytes(), d.PeakBytes(), tl
+			}
+			b.ReportMetric(float64(text+unet+dec)/(1<<20), "MiB-peak")
+			b.ReportMetric(float64(text)/(1<<20), "MiB-text")
+			b.ReportMetric(float64(unet)/(1<<20), "MiB-unet")
+			b.ReportMetric(float64(dec)/(1<<20), "MiB-vae")
+			if tiled.Tiled {
+				b.ReportMetric(float64(tiled.H), "vae-tile")
+			}
+		})
 	}
 }

@@ -28,7 +28,7 @@ func (m *Model) PlanTextEncoder(o TextEncoderOptions, l Limits) (graph.Stats, er
 	if err != nil {
 		return graph.Stats{}, err
 	}
-	return planned("text encoder", g, l)
+	return m.planned("text encoder", g, l)
 }
 
 // PlanUNet plans a UNet program.
@@ -37,7 +37,7 @@ func (m *Model) PlanUNet(o UNetOptions, l Limits) (graph.Stats, error) {
 	if err != nil {
 		return graph.Stats{}, err
 	}
-	return planned("unet", g, l)
+	return m.planned("unet", g, l)
 }
 
 // PlanDecoder plans the decoder for an h x w latent, tiled when
@@ -51,12 +51,12 @@ func (m *Model) PlanDecoder(h, w int, o DecoderOptions, l Limits) (graph.Stats, 
 	if err != nil {
 		return graph.Stats{}, Tiling{}, err
 	}
-	st, err := planned("vae decoder", g, l)
+	st, err := m.planned("vae decoder", g, l)
 	return st, t, err
 }
 
-func planned(what string, g *graph.Graph, l Limits) (graph.Stats, error) {
-	st, err := graph.Plan(g, l.Limits, graph.Options{})
+func (m *Model) planned(what string, g *graph.Graph, l Limits) (graph.Stats, error) {
+	st, err := graph.Plan(g, l.Limits, m.GraphOptions())
 	if err != nil {
 		return graph.Stats{}, fmt.Errorf("sd: plan %s: %w", what, err)
 	}

@@ -80,7 +80,7 @@ func (m *Model) CompileTextEncoder(dev *vk.Device, o TextEncoderOptions) (*TextE
 	if err != nil {
 		return nil, err
 	}
-	p, err := graph.Compile(dev, g, m.TextWeights(), graph.Options{})
+	p, err := graph.Compile(dev, g, m.TextWeights(), m.GraphOptions())
 	if err != nil {
 		return nil, fmt.Errorf("sd: compile text encoder: %w", err)
 	}
@@ -227,7 +227,7 @@ func (m *Model) CompileUNet(dev *vk.Device, o UNetOptions) (*UNet, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := graph.Compile(dev, g, m.UNetWeights(), graph.Options{})
+	p, err := graph.Compile(dev, g, m.UNetWeights(), m.GraphOptions())
 	if err != nil {
 		return nil, fmt.Errorf("sd: compile unet: %w", err)
 	}
@@ -348,7 +348,7 @@ func (m *Model) CompileEncoder(dev *vk.Device, height, width int) (*Encoder, err
 	if err != nil {
 		return nil, err
 	}
-	p, err := graph.Compile(dev, g, m.VAEWeights(), graph.Options{})
+	p, err := graph.Compile(dev, g, m.VAEWeights(), m.GraphOptions())
 	if err != nil {
 		return nil, fmt.Errorf("sd: compile vae encoder: %w", err)
 	}

@@ -3,6 +3,9 @@ package sd
 import (
 	"fmt"
 	"testing"
+
+	"github.com/neti-project/neti/graph"
+	"github.com/neti-project/neti/internal/fixtures"
 )
 
 // fp32 tolerance of single-pass model outputs against the references.
@@ -225,4 +228,94 @@ func TestVAEGPU(t *testing.T) {
 		z[i] *= e.ScalingFactor()
 	}
 	closeTo(t, "latents_scaled", z, tensor(t, ec, true, "latents_scaled"), tol)
+}
+
+// TestF16Weights: with weights stored as float16 (the default on devices
+// with 16-bit storage) the text encoder, UNet and VAE decoder still match
+// the fp32 references within the fp16 tolerance, and their weights take
+// about half the memory.
+func TestF16Weights(t *testing.T) {
+	dev := device(t)
+	if !dev.F16() {
+		t.Skipf("%s has no 16-bit storage", dev.Info().Name)
+	}
+	dir, err := fixtures.Path("sd-tiny", "model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(dir, Options{Weights: graph.WeightsF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	f32 := fixtureModel(t, "sd-tiny")
+	lim := DeviceLimits(dev.Info())
+	const tol16 = 1e-2
+	halved := func(what string, got graph.Stats, plan func(*Model) (graph.Stats, error)) {
+		t.Helper()
+		full, err := plan(f32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := float64(got.WeightBytes) / float64(full.WeightBytes); r > 0.6 {
+			t.Errorf("%s: fp16 weights take %d bytes, %.2f of fp32's %d", what, got.WeightBytes, r, full.WeightBytes)
+		}
+	}
+
+	c := tinyCase(t, "text_encoder_ids")
+	ids, shape, err := c.InputInts("input_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	te, err := m.CompileTextEncoder(dev, TextEncoderOptions{Batch: shape[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer te.Close()
+	got, err := te.Encode(ints(ids, shape[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "fp16 last_hidden_state", got, tensor(t, c, true, "last_hidden_state"), tol16)
+	halved("text encoder", te.Stats(), func(m *Model) (graph.Stats, error) {
+		return m.PlanTextEncoder(TextEncoderOptions{Batch: shape[0]}, lim)
+	})
+
+	eps := tinyCase(t, "unet_eps")
+	o := UNetOptions{Batch: 2, Height: 16, Width: 16}
+	u, err := m.CompileUNet(dev, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if err := u.SetContext(tensor(t, eps, false, "encoder_hidden_states")); err != nil {
+		t.Fatal(err)
+	}
+	var ts []float32
+	if err := eps.Input("timesteps", &ts); err != nil {
+		t.Fatal(err)
+	}
+	sample, want := tensor(t, eps, false, "sample"), tensor(t, eps, true, "noise_pred")
+	got, err = u.Predict(sample, []float32{ts[0], ts[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "fp16 unet_eps", got, want[:len(sample)], tol16)
+	halved("unet", u.Stats(), func(m *Model) (graph.Stats, error) { return m.PlanUNet(o, lim) })
+
+	dc := tinyCase(t, "vae_decode")
+	d, err := m.CompileDecoder(dev, 16, 16, DecoderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	img, err := d.Decode(tensor(t, dc, false, "z"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "fp16 vae_decode", img, tensor(t, dc, true, "image"), tol16)
+	halved("vae decoder", d.Stats(), func(m *Model) (graph.Stats, error) {
+		st, _, err := m.PlanDecoder(16, 16, DecoderOptions{}, lim)
+		return st, err
+	})
 }

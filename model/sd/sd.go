@@ -49,8 +49,23 @@ type Model struct {
 
 	Tokenizer *tokenizer.Tokenizer
 
+	// Weights is the weight storage precision of the programs this model
+	// compiles (graph.WeightsF16, the default: float16 where the device
+	// has 16-bit storage; graph.WeightsF32: everything fp32, as the
+	// fixture comparisons need for fp32 reference models).
+	Weights string
+
 	text, unet, vae weights.Store
 	closers         []func() error
+}
+
+// GraphOptions are the compile options of the model's programs.
+func (m *Model) GraphOptions() graph.Options {
+	w := m.Weights
+	if w == "" {
+		w = graph.WeightsF16
+	}
+	return graph.Options{Weights: w}
 }
 
 // Options tune Open.
@@ -61,6 +76,8 @@ type Options struct {
 	TokenizerDir string
 	// Name overrides the model name (default: the folder or file name).
 	Name string
+	// Weights sets Model.Weights ("": graph.WeightsF16).
+	Weights string
 }
 
 // Open opens a diffusers folder or a single-file checkpoint (.safetensors,
@@ -83,6 +100,13 @@ func Open(path string, opts Options) (*Model, error) {
 	}
 	if opts.Name != "" {
 		m.Name = opts.Name
+	}
+	switch opts.Weights {
+	case "", graph.WeightsF16, graph.WeightsF32:
+		m.Weights = opts.Weights
+	default:
+		m.Close()
+		return nil, fmt.Errorf("sd: weight precision %q: want %q or %q", opts.Weights, graph.WeightsF16, graph.WeightsF32)
 	}
 	return m, nil
 }

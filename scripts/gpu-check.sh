@@ -1,0 +1,87 @@
+#!/bin/bash
+# Runs on a lent GPU machine (the device tool) over a copy of the working
+# tree: .gl/ holds the Vulkan loader (and .gl/vl the validation layer) .deb
+# files, .gpubin.tar.xz the neti binary and the package test binaries, built
+# here with scripts/gpu-pack.sh (the machine has no Go). Results go to $OUT.
+# Usage: scripts/gpu-check.sh [phase...]  (phases: tests train bench sd15)
+set -u
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+LOG=$OUT/log.txt
+R=$(pwd)
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+mkdir -p /tmp/vl && dpkg -x .gl/vl/*.deb /tmp/vl
+export VK_LAYER_PATH=/tmp/vl/usr/share/vulkan/explicit_layer.d
+export LD_LIBRARY_PATH=/tmp/vl/usr/lib/x86_64-linux-gnu
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+	export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+export REQUIRE_VULKAN=1
+B=/tmp/b
+mkdir -p $B && xz -dc .gpubin.tar.xz | tar xf - -C $B
+T0=$(date +%s)
+stamp() { echo "=== [$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
+stamp devices
+$B/neti devices >>"$LOG" 2>&1
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.total --format=csv >>"$LOG" 2>&1
+
+train() { # name images init
+	stamp "train $1"
+	t=$SECONDS; timeout 100 $B/neti train --images "$2" --token "<$1>" --init-token "$3" \
+		--steps 400 --batch-size 8 --grad-accum 1 --lr 1e-3 --seed 1 --save-every 0 --compact -o "$OUT/$1.neti" 2>"$OUT/train-$1.err"
+	echo "rc=$? train $1: $((SECONDS-t)) s wall" >>"$LOG"; tr '\r' '\n' <"$OUT/train-$1.err" | tail -4 >>"$LOG"; rm -f "$OUT/train-$1.err"
+}
+
+phase_train() {
+	mkdir -p /tmp/img
+	train star testdata/fixtures/sd-shapes/concept-star shape
+	train moon testdata/concepts/moon shape
+	stamp generate
+	for s in 1000 1001 1002 1003; do
+		$B/neti generate --quiet -p "a photo of a <star>" --concept "$OUT/star.neti" --seed $s -o /tmp/img/star-$s.png >>"$LOG" 2>&1
+		$B/neti generate --quiet -p "a photo of a <moon>" --concept "$OUT/moon.neti" --seed $s -o /tmp/img/moon-$s.png >>"$LOG" 2>&1
+		$B/neti generate --quiet -p "a <star> on a <moon> background" --concept "$OUT/star.neti" --concept "$OUT/moon.neti" --seed $s -o /tmp/img/both-$s.png >>"$LOG" 2>&1
+	done
+	tar cf "$OUT/images.tar" -C /tmp/img .
+}
+
+phase_tests() {
+	for p in vk graph model/clip model/unet model/vae model/sd model/neti model/pipeline; do
+		n=$(echo $p | tr / _)
+		stamp "test $p" >>"$OUT/tests.txt"
+		(cd "$R/$p" && timeout 60 $B/$n.test -test.count=1 2>&1 | tail -25) >>"$OUT/tests.txt"
+	done
+}
+
+phase_bench() {
+	stamp "bench graph"
+	(cd "$R/graph" && timeout 120 $B/graph.test -test.run '^$' -test.bench 'MatMul|Conv2d|Attention' -test.benchtime 5x 2>&1) >>"$OUT/bench.txt"
+}
+
+phase_sd15() {
+	stamp "sd15 init"
+	timeout 90 $B/neti model init --config sd15 --out /tmp/sd15 >>"$LOG" 2>&1
+	stamp "sd15 bench"
+	(cd "$R/model/sd" && NETI_BENCH_SD15_DIR=/tmp/sd15 timeout 120 $B/model_sd.test -test.run '^$' -test.bench 'UNetStep|Plan512' -test.benchtime 5x 2>&1) >>"$OUT/bench.txt"
+	stamp "sd15 generate 512"
+	t=$SECONDS; timeout 120 $B/neti generate -m /tmp/sd15 -p "a photo of a cat" --steps 25 --seed 1 -o /tmp/sd15.png 2>&1 | tr '\r' '\n' | tail -3 >>"$LOG"
+	echo "generate sd15 512 25 steps: $((SECONDS-t)) s wall" >>"$LOG"
+	stamp "sd15 train 512"
+	t=$SECONDS; timeout 150 $B/neti train -m /tmp/sd15 --images testdata/fixtures/sd-shapes/concept-star --token "<star>" --init-token a \
+		--resolution 512 --steps 4 --batch-size 2 --grad-accum 1 --save-every 0 -o /tmp/sd15-star.neti 2>&1 | tr '\r' '\n' | tail -6 >>"$LOG"
+	echo "train sd15 512 4 steps: $((SECONDS-t)) s wall" >>"$LOG"
+}
+
+# Training and the tests share the GPU (timings of neither are reported from
+# this part); the benchmarks then run alone.
+if [ $# -eq 0 ]; then
+	phase_tests & tp=$!
+	phase_train
+	wait $tp
+	phase_bench
+	phase_sd15
+else
+	for ph in "$@"; do phase_$ph; done
+fi
+stamp done

@@ -1,0 +1,85 @@
+// matmul: C[batch] = op(A[batch]) * op(B[batch or shared]) (+ bias per
+// column). Tiled for GPUs: a (16 TM)x(16 TM) output tile per workgroup of
+// 16x16 threads, each thread TM x TM outputs (strided by 16, so neighbours
+// read neighbouring shared-memory words), A and B tiles of depth 1024/(16 TM)
+// staged in shared memory: TM 4 (64x64 tiles, depth 16) by default, TM 8
+// (128x128, depth 8: twice the arithmetic per shared-memory load) in the
+// _big variant for problems with enough tiles to fill a large GPU.
+// Transposes and the bias are specialization constants.
+#ifndef TM
+#define TM 4
+#endif
+layout(local_size_x = 16, local_size_y = 16) in;
+layout(constant_id = 0) const bool TRANS_A = false;
+layout(constant_id = 1) const bool TRANS_B = false;
+layout(constant_id = 2) const bool HAS_BIAS = false;
+// Weight element type: WEIGHT_F16 (set by the _f16 variant) stores the
+// weight operand as float16 (VK 16-bit storage); every read converts to
+// float, so arithmetic and accumulation stay fp32.
+#ifdef WEIGHT_F16
+#define WTYPE float16_t
+#else
+#define WTYPE float
+#endif
+layout(std430, binding = 0) readonly buffer A { float a[]; };
+layout(std430, binding = 1) readonly buffer B { WTYPE b[]; };
+layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
+layout(std430, binding = 3) writeonly buffer C { float c[]; };
+layout(push_constant) uniform P { uint M, N, K, strideA, strideB, strideC; } p;
+
+const uint BM = 16 * TM, BN = 16 * TM, BK = 1024 / (16 * TM);
+shared float As[BK][BM + 1];
+shared float Bs[BK][BN + 1];
+
+float loadA(uint base, uint r, uint k) {
+    if (r >= p.M || k >= p.K) return 0.0;
+    return TRANS_A ? a[base + k * p.M + r] : a[base + r * p.K + k];
+}
+
+float loadB(uint base, uint k, uint col) {
+    if (k >= p.K || col >= p.N) return 0.0;
+    return TRANS_B ? float(b[base + col * p.K + k]) : float(b[base + k * p.N + col]);
+}
+
+void main() {
+    uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
+    uint tid = ty * 16 + tx;
+    uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
+    uint baseA = gl_WorkGroupID.z * p.strideA;
+    uint baseB = gl_WorkGroupID.z * p.strideB;
+    float acc[TM][TM];
+    for (uint i = 0; i < TM; i++) for (uint j = 0; j < TM; j++) acc[i][j] = 0.0;
+
+    for (uint k0 = 0; k0 < p.K; k0 += BK) {
+        for (uint e = 0; e < BM * BK / 256; e++) {
+            uint idx = tid + e * 256;
+            // Pick the thread->element mapping that reads memory contiguously.
+            uint r, kk;
+            if (TRANS_A) { r = idx % BM; kk = idx / BM; } else { kk = idx % BK; r = idx / BK; }
+            As[kk][r] = loadA(baseA, row0 + r, k0 + kk);
+            uint cc, kb;
+            if (TRANS_B) { kb = idx % BK; cc = idx / BK; } else { cc = idx % BN; kb = idx / BN; }
+            Bs[kb][cc] = loadB(baseB, k0 + kb, col0 + cc);
+        }
+        barrier();
+        for (uint kk = 0; kk < BK; kk++) {
+            float av[TM], bv[TM];
+            for (uint i = 0; i < TM; i++) av[i] = As[kk][ty + 16 * i];
+            for (uint j = 0; j < TM; j++) bv[j] = Bs[kk][tx + 16 * j];
+            for (uint i = 0; i < TM; i++) for (uint j = 0; j < TM; j++) acc[i][j] += av[i] * bv[j];
+        }
+        barrier();
+    }
+    uint baseC = gl_WorkGroupID.z * p.strideC;
+    for (uint i = 0; i < TM; i++) {
+        uint r = row0 + ty + 16 * i;
+        if (r >= p.M) continue;
+        for (uint j = 0; j < TM; j++) {
+            uint col = col0 + tx + 16 * j;
+            if (col >= p.N) continue;
+            float v = acc[i][j];
+            if (HAS_BIAS) v += bias[col];
+            c[baseC + r * p.N + col] = v;
+        }
+    }
+}

@@ -1,0 +1,60 @@
+// matmul_rows: the same product as matmul.comp without shared memory or
+// barriers, for CPU Vulkan devices (lavapipe), where a workgroup barrier is
+// a coroutine switch per invocation and shared-memory tiles cost more than
+// they save. A workgroup of 64 invocations computes 8 rows x 256 columns:
+// every invocation reads the same A elements (uniform loads, broadcast
+// across SIMD lanes) and its own 4 columns of B.
+layout(local_size_x = 64) in;
+layout(constant_id = 0) const bool TRANS_A = false;
+layout(constant_id = 1) const bool TRANS_B = false;
+layout(constant_id = 2) const bool HAS_BIAS = false;
+// Weight element type: WEIGHT_F16 (set by the _f16 variant) stores the
+// weight operand as float16 (VK 16-bit storage); every read converts to
+// float, so arithmetic and accumulation stay fp32.
+#ifdef WEIGHT_F16
+#define WTYPE float16_t
+#else
+#define WTYPE float
+#endif
+layout(std430, binding = 0) readonly buffer A { float a[]; };
+layout(std430, binding = 1) readonly buffer B { WTYPE b[]; };
+layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
+layout(std430, binding = 3) writeonly buffer C { float c[]; };
+layout(push_constant) uniform P { uint M, N, K, strideA, strideB, strideC; } p;
+
+const uint ROWS = 8, COLS = 4;
+
+void main() {
+    uint row0 = gl_WorkGroupID.y * ROWS;
+    uint col0 = (gl_WorkGroupID.x * 64 + gl_LocalInvocationID.x) * COLS;
+    uint baseA = gl_WorkGroupID.z * p.strideA;
+    uint baseB = gl_WorkGroupID.z * p.strideB;
+    uint nr = min(ROWS, p.M - row0);
+    float acc[ROWS][COLS];
+    for (uint i = 0; i < ROWS; i++) for (uint j = 0; j < COLS; j++) acc[i][j] = 0.0;
+    // Rows and columns past the edges read the last valid one and are
+    // never stored: no data-dependent exits, so the loops unroll and the
+    // accumulators stay in registers.
+    uint cols[COLS], rows[ROWS];
+    bool ok[COLS];
+    for (uint j = 0; j < COLS; j++) { ok[j] = col0 + j < p.N; cols[j] = min(col0 + j, p.N - 1); }
+    for (uint i = 0; i < ROWS; i++) rows[i] = min(row0 + i, p.M - 1);
+    for (uint k = 0; k < p.K; k++) {
+        float bv[COLS];
+        for (uint j = 0; j < COLS; j++)
+            bv[j] = TRANS_B ? float(b[baseB + cols[j] * p.K + k]) : float(b[baseB + k * p.N + cols[j]]);
+        for (uint i = 0; i < ROWS; i++) {
+            float av = TRANS_A ? a[baseA + k * p.M + rows[i]] : a[baseA + rows[i] * p.K + k];
+            for (uint j = 0; j < COLS; j++) acc[i][j] += av * bv[j];
+        }
+    }
+    uint baseC = gl_WorkGroupID.z * p.strideC;
+    for (uint i = 0; i < nr; i++) {
+        for (uint j = 0; j < COLS; j++) {
+            if (!ok[j]) continue;
+            float v = acc[i][j];
+            if (HAS_BIAS) v += bias[cols[j]];
+            c[baseC + (row0 + i) * p.N + cols[j]] = v;
+        }
+    }
+}

@@ -5,6 +5,9 @@ package graph
 // everything else (liveness decides what stays alive) and one program runs
 // forward and backward in one submit.
 //
+// With SetCheckpointing(true), the forward ops of checkpoint segments are
+// recomputed for their backward instead of being kept (checkpoint.go).
+//
 // Only what the requested gradients need is computed: a node gets a
 // backward only if one of its inputs depends on a tensor in wrt, and an
 // input's gradient only if that input does. Frozen networks (weights not in
@@ -97,6 +100,15 @@ func (b *Builder) Grad(loss, seed *Tensor, wrt ...*Tensor) []*Tensor {
 	}
 	accumulate(loss, seed)
 	nodes := b.nodes // the backward pass appends nodes; walk only the forward ones
+	var rc *recomputer
+	if b.checkpointing {
+		rc = newRecomputer(b, nodes)
+	}
+	// Backward nodes belong to no segment even when Grad is called inside
+	// one: only forward ops are recomputed.
+	openSegments := b.segments
+	b.segments = nil
+	defer func() { b.segments = openSegments }()
 	for i := len(nodes) - 1; i >= 0; i-- {
 		n := nodes[i]
 		if !requires[n.Out.id] {
@@ -120,11 +132,15 @@ func (b *Builder) Grad(loss, seed *Tensor, wrt ...*Tensor) []*Tensor {
 			b.Errorf("grad: %s has no backward pass", n.describe())
 			return make([]*Tensor, len(wrt))
 		}
+		fwd := n
+		if rc != nil {
+			fwd = rc.node(n)
+		}
 		restore := b.scope
 		if n.Scope != "" {
 			b.scope = []string{"grad(" + n.Scope + ")"}
 		}
-		gs := bw.backward(b, n, dy, need)
+		gs := bw.backward(b, fwd, dy, need)
 		b.scope = restore
 		for j, in := range n.In {
 			if need[j] {
@@ -143,6 +159,9 @@ func (b *Builder) Grad(loss, seed *Tensor, wrt ...*Tensor) []*Tensor {
 			g = b.Const(make([]float32, w.Numel()), w.shape...)
 		}
 		out[i] = g
+	}
+	if rc != nil {
+		rc.prune(out)
 	}
 	return out
 }

@@ -110,6 +110,10 @@ type Node struct {
 	In    []*Tensor
 	Out   *Tensor
 	Scope string // the builder scope when the node was added (module path), for errors and profiles
+
+	// segment is the checkpoint segment the node was added in (0: none);
+	// see Builder.Checkpoint.
+	segment int
 }
 
 // Op is implemented by every operation. Each op lives in its own file
@@ -134,6 +138,12 @@ type Builder struct {
 	assigns []Assignment
 	scope   []string
 	err     error
+
+	// Checkpoint segments: the open ones (innermost last), the last number
+	// handed out, and whether Grad recomputes them (SetCheckpointing).
+	segments      []int
+	lastSegment   int
+	checkpointing bool
 }
 
 // Assignment copies Src into the input Dst at the end of every run.
@@ -283,6 +293,9 @@ func (b *Builder) add(op Op, shape []int, in ...*Tensor) *Tensor {
 	}
 	out := b.newTensor(Activation, "", shape)
 	n := &Node{Op: op, In: in, Out: out, Scope: b.scopeName()}
+	if k := len(b.segments); k > 0 {
+		n.segment = b.segments[k-1]
+	}
 	out.node = n
 	b.nodes = append(b.nodes, n)
 	return out

@@ -4,15 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/model/neti"
+	"github.com/neti-project/neti/model/sd"
 	"github.com/neti-project/neti/plugin"
 	"github.com/neti-project/neti/vk"
 )
@@ -34,7 +37,9 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	out := fs.StringP("out", "o", "", "output concept file (.neti)")
 	resume := fs.String("resume", "", "continue from a full-precision concept file with optimizer state")
 	compact := fs.Bool("compact", false, "write the final file in the compact shareable form (checkpoints stay full precision)")
-	dryRun := fs.Bool("dry-run", false, "print the plan (images, steps, planned peak device memory) and exit")
+	dryRun := fs.Bool("dry-run", false, "print the plan (images, steps, planned peak device memory with and without checkpointing) and exit")
+	ckpt := fs.String("checkpointing", "auto", "recompute UNet block and CLIP layer activations in the backward instead of keeping them: auto (when the plan exceeds the memory budget), on or off")
+	budgetFlag := fs.String("memory-budget", "", "device memory the training step may plan, e.g. 8GiB (default: 3/4 of the device's memory); auto checkpointing compares with it")
 	device := fs.String("device", "", "Vulkan device index or name (default: NETI_DEVICE, else the best)")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	noHalf := fs.Bool("no-half", false, "keep the frozen model weights in fp32 on the device (default: fp16 where the device has 16-bit storage; the mapper always trains in fp32)")
@@ -56,6 +61,16 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	if *steps <= 0 || *batch <= 0 || *accum <= 0 || *lr <= 0 {
 		return errors.New("--steps, --batch-size, --grad-accum and --lr must be positive")
+	}
+	mode, err := neti.ParseCheckpointing(*ckpt)
+	if err != nil {
+		return fmt.Errorf("--checkpointing: %w", err)
+	}
+	var budget int64
+	if *budgetFlag != "" {
+		if budget, err = parseBytes(*budgetFlag); err != nil || budget <= 0 {
+			return fmt.Errorf("--memory-budget: %q is not a positive size such as 8GiB or 6000MB", *budgetFlag)
+		}
 	}
 	if *out != "" {
 		if err := checkWritable(*out); err != nil {
@@ -90,30 +105,54 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	} else if concept, err = neti.NewConcept(base, *token, *initToken, rng); err != nil {
 		return err
 	}
+	topts := neti.TrainOptions{Batch: *batch, Accum: *accum, LR: *lr, Templates: templates, Seed: *seed, DropoutProb: 0.5,
+		Checkpointing: mode, MemoryBudget: budget}
 	dev, err := vk.NewDevice(vk.Options{Device: *device})
-	if err != nil {
+	if err != nil && !*dryRun {
 		return err
 	}
-	defer dev.Close()
-	topts := neti.TrainOptions{Batch: *batch, Accum: *accum, LR: *lr, Templates: templates, Seed: *seed, DropoutProb: 0.5}
 	if *dryRun {
-		st, err := neti.PlanTraining(base, concept, size, topts, graph.LimitsOf(dev.Info()))
-		if err != nil {
-			return err
+		// Planning allocates nothing; without a device it plans without
+		// the device's limits.
+		lim, devName := sd.Limits{}, "no device (limits not applied)"
+		if err == nil {
+			lim = sd.DeviceLimits(dev.Info())
+			devName = fmt.Sprintf("%s (memory budget %s)", dev.Info().Name, bytesStr(uint64(lim.Budget)))
+			dev.Close()
 		}
-		fmt.Fprintf(stdout, "plan: train %s on %s\n  images: %d (%s) at %dx%d\n  steps: %d optimizer steps of %d micro-batches of %d (lr %g)\n  device: %s\n  planned peak device memory: %s (weights %s, inputs/outputs/optimizer state %s, activations %s)\n",
-			*token, base.Name, len(imgs), strings.Join(names, ", "), size, size, *steps, *accum, *batch, *lr*float64(*batch**accum),
-			dev.Info().Name, bytesStr(uint64(st.PeakBytes())), bytesStr(uint64(st.WeightBytes)), bytesStr(uint64(st.IOBytes)), bytesStr(uint64(st.ActivationBytes)))
+		p, fitErr := neti.PlanTraining(base, concept, size, topts, lim)
+		if fitErr != nil {
+			// Show the numbers anyway, planned without the device's
+			// per-buffer and per-binding limits (the budget still counts).
+			var err error
+			if p, err = neti.PlanTraining(base, concept, size, topts, sd.Limits{Budget: lim.Budget}); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(stdout, "plan: train %s on %s\n  images: %d (%s) at %dx%d\n  steps: %d optimizer steps of %d micro-batches of %d (lr %g)\n  device: %s\n",
+			*token, base.Name, len(imgs), strings.Join(names, ", "), size, size, *steps, *accum, *batch, *lr*float64(*batch**accum), devName)
+		row := func(label string, st graph.Stats) {
+			fmt.Fprintf(stdout, "  planned peak %s checkpointing: %s (weights %s, inputs/outputs/optimizer state %s, activations %s)\n",
+				label, bytesStr(uint64(st.PeakBytes())), bytesStr(uint64(st.WeightBytes)), bytesStr(uint64(st.IOBytes)), bytesStr(uint64(st.ActivationBytes)))
+		}
+		row("without", p.Without)
+		row("with   ", p.With)
+		fmt.Fprintf(stdout, "  checkpointing: %s\n  planned peak device memory: %s\n", checkpointingChoice(mode, p), bytesStr(uint64(p.Chosen().PeakBytes())))
+		if fitErr != nil {
+			return fmt.Errorf("this training step does not fit the device: %w", fitErr)
+		}
 		return nil
 	}
+	defer dev.Close()
 	tr, err := neti.NewTrainer(dev, base, concept, imgs, size, topts)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
 	if !*quiet {
-		fmt.Fprintf(stderr, "train %s on %s: %d images at %dx%d, %d steps of %d x %d, lr %g, device %s, planned peak device memory %s\n",
-			*token, base.Name, len(imgs), size, size, *steps, *batch, *accum, *lr*float64(*batch**accum), dev.Info().Name, bytesStr(uint64(tr.PeakBytes())))
+		onOff := map[bool]string{false: "off", true: "on"}[tr.Checkpointing()]
+		fmt.Fprintf(stderr, "train %s on %s: %d images at %dx%d, %d steps of %d x %d, lr %g, device %s, planned peak device memory %s (checkpointing %s)\n",
+			*token, base.Name, len(imgs), size, size, *steps, *batch, *accum, *lr*float64(*batch**accum), dev.Info().Name, bytesStr(uint64(tr.PeakBytes())), onOff)
 	}
 	save := func(path string, compact bool) error {
 		c, err := tr.Snapshot()
@@ -172,6 +211,46 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s, %d steps)\n", *out, *token, tr.Steps())
 	return nil
+}
+
+// checkpointingChoice explains the checkpointing decision of a plan.
+func checkpointingChoice(mode neti.Checkpointing, p neti.TrainPlan) string {
+	switch {
+	case mode != neti.CheckpointAuto:
+		return mode.String() + " (forced)"
+	case p.Budget <= 0:
+		return "off (auto: no memory budget known; set --memory-budget)"
+	case p.Checkpointing:
+		return fmt.Sprintf("on (auto: the plan without it exceeds the budget of %s)", bytesStr(uint64(p.Budget)))
+	}
+	return fmt.Sprintf("off (auto: the plan fits the budget of %s)", bytesStr(uint64(p.Budget)))
+}
+
+// parseBytes reads a size: a number with an optional unit, B, KB, MB, GB
+// (powers of 1000) or KiB, MiB, GiB (powers of 1024; K, M and G alone
+// mean these too, as memory sizes usually do).
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   float64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1},
+	}
+	mult := 1.0
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || v*mult > math.MaxInt64 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return int64(v * mult), nil
 }
 
 // checkWritable fails early (before minutes of work) when the output's

@@ -98,7 +98,10 @@ func linear(b *graph.Builder, name string, x *graph.Tensor, in, out int) *graph.
 	return b.Linear(x, b.Weight("weight", out, in), b.Weight("bias", out))
 }
 
+// layer is one CLIPEncoderLayer, a checkpoint segment (recomputed in the
+// backward when the graph is built with checkpointing).
 func layer(b *graph.Builder, c Config, i int, h *graph.Tensor) *graph.Tensor {
+	defer b.Checkpoint()()
 	defer b.Scope(fmt.Sprintf("encoder.layers.%d", i))()
 	x := norm(b, "layer_norm1", h, c)
 	func() {

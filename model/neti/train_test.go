@@ -9,6 +9,7 @@ import (
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/fixtures"
 	"github.com/neti-project/neti/model/scheduler"
+	"github.com/neti-project/neti/model/sd"
 	"github.com/neti-project/neti/plugin"
 )
 
@@ -64,8 +65,35 @@ func stepInputs(t *testing.T, c *plugin.Concept, s StepShape, ids64 []int64, pla
 
 // TestTrainStepFixture: one NeTI training step (neti_train_grad): the loss,
 // the prediction and the gradient of every mapper parameter, on the device
-// (and on the CPU interpreter with NETI_SLOW_TESTS=1).
+// (and on the CPU interpreter with NETI_SLOW_TESTS=1), built with and
+// without activation checkpointing.
 func TestTrainStepFixture(t *testing.T) {
+	results := map[string]map[string][]float32{}
+	for _, tc := range []struct {
+		name          string
+		checkpointing bool
+	}{
+		{"plain", false},
+		{"checkpointing", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { results[tc.name] = trainStepFixture(t, tc.checkpointing) })
+	}
+	// Beyond both matching the fixture, recomputation gives the same
+	// numbers as keeping the activations.
+	plain, ck := results["plain"], results["checkpointing"]
+	if plain == nil || ck == nil {
+		return
+	}
+	for name, want := range plain {
+		if e := graph.RelErr(ck[name], want); !(e <= 1e-4) {
+			t.Errorf("%s: checkpointed vs plain relative error %.3g", name, e)
+		}
+	}
+}
+
+// trainStepFixture checks the step against the fixture and returns its
+// outputs (from the device when there is one).
+func trainStepFixture(t *testing.T, checkpointing bool) map[string][]float32 {
 	c := tinyConcept(t)
 	m, _ := fixtures.SDTiny()
 	fc, err := m.Case("neti_train_grad")
@@ -85,6 +113,7 @@ func TestTrainStepFixture(t *testing.T) {
 	s := StepShape{Batch: 2, Seq: 77, LatentC: 4, LatentH: 16, LatentW: 16, Layers: 16, TextHidden: 32, MapperHidden: 128}
 	model := tinyModel(t)
 	b := graph.NewBuilder()
+	b.SetCheckpointing(checkpointing)
 	st, err := BuildStep(b, c, model.Text, model.UNet, s, DefaultOptimizer(1))
 	if err != nil {
 		t.Fatal(err)
@@ -118,16 +147,16 @@ func TestTrainStepFixture(t *testing.T) {
 		}
 	}
 	in := stepInputs(t, c, s, ids64, 1000, latents, noise, ts)
+	var cpu map[string][]float32
 	if os.Getenv("NETI_SLOW_TESTS") == "1" || device(t) == nil {
-		res, err := graph.Interpret(g, in, weights)
-		if err != nil {
+		if cpu, err = graph.Interpret(g, in, weights); err != nil {
 			t.Fatal(err)
 		}
-		check("CPU", res)
+		check("CPU", cpu)
 	}
 	dev := device(t)
 	if dev == nil {
-		return
+		return cpu
 	}
 	t0 := time.Now()
 	p, err := graph.Compile(dev, g, weights, graph.Options{Profile: os.Getenv("NETI_TIME_RUNS") == "1"})
@@ -168,4 +197,94 @@ func TestTrainStepFixture(t *testing.T) {
 	}
 	check("GPU", res)
 	t.Logf("planned peak %d bytes, %d dispatches", p.Stats().PeakBytes(), p.Stats().Dispatches)
+	return res
+}
+
+// The planned peak of the sd-tiny training step is lower with
+// checkpointing, and auto mode recomputes exactly when the plan without it
+// exceeds the budget.
+func TestPlanTrainingCheckpointing(t *testing.T) {
+	model, c := tinyModel(t), tinyConcept(t)
+	res := 16 * model.VAE.Factor()
+	plan := func(mode Checkpointing, budget int64) TrainPlan {
+		t.Helper()
+		p, err := PlanTraining(model, c, res, TrainOptions{Batch: 2, Accum: 1, Checkpointing: mode, MemoryBudget: budget}, sd.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p := plan(CheckpointAuto, 0)
+	without, with := p.Without.PeakBytes(), p.With.PeakBytes()
+	t.Logf("sd-tiny training step, batch 2 at %dx%d: planned peak %d bytes without checkpointing (activations %d), %d with (activations %d)",
+		res, res, without, p.Without.ActivationBytes, with, p.With.ActivationBytes)
+	if p.With.WeightBytes != p.Without.WeightBytes || p.With.IOBytes != p.Without.IOBytes {
+		t.Errorf("checkpointing changed weights or I/O: %+v vs %+v", p.With, p.Without)
+	}
+	// Recomputing keeps about one block's activations instead of all of
+	// them; a quarter less is a floor far below what it saves.
+	if !(p.With.ActivationBytes < p.Without.ActivationBytes*3/4) {
+		t.Errorf("activations planned: %d bytes with checkpointing, %d without: expected at least a quarter less", p.With.ActivationBytes, p.Without.ActivationBytes)
+	}
+	for _, tc := range []struct {
+		name   string
+		mode   Checkpointing
+		budget int64
+		want   bool
+	}{
+		{"auto_no_budget", CheckpointAuto, 0, false},
+		{"auto_fits", CheckpointAuto, without, false},
+		{"auto_small_budget", CheckpointAuto, without - 1, true},
+		{"auto_tiny_budget", CheckpointAuto, 1 << 10, true},
+		{"on_fits", CheckpointOn, 1 << 40, true},
+		{"off_small_budget", CheckpointOff, 1 << 10, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := TrainOptions{Batch: 2, Accum: 1, Checkpointing: tc.mode, MemoryBudget: tc.budget}
+			p := plan(tc.mode, tc.budget)
+			if p.Checkpointing != tc.want || p.Budget != tc.budget {
+				t.Errorf("PlanTraining: checkpointing %v with budget %d, want %v with %d", p.Checkpointing, p.Budget, tc.want, tc.budget)
+			}
+			if got := p.Chosen().PeakBytes(); got != map[bool]int64{false: without, true: with}[tc.want] {
+				t.Errorf("chosen plan peak %d", got)
+			}
+			// The trainer's choice (the graph it compiles) agrees.
+			g, _, cp, err := chooseStep(model, c, res, o, sd.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cp.Checkpointing != tc.want {
+				t.Errorf("chooseStep: checkpointing %v, want %v", cp.Checkpointing, tc.want)
+			}
+			st, err := graph.Plan(g, graph.Limits{}, graph.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st != p.Chosen() {
+				t.Errorf("the chosen graph plans %+v, PlanTraining said %+v", st, p.Chosen())
+			}
+		})
+	}
+}
+
+func TestParseCheckpointing(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    Checkpointing
+		wantErr bool
+	}{
+		{"auto", CheckpointAuto, false},
+		{"on", CheckpointOn, false},
+		{"off", CheckpointOff, false},
+		{"yes", 0, true},
+		{"", 0, true},
+	} {
+		got, err := ParseCheckpointing(tc.in)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("ParseCheckpointing(%q) = %v, %v", tc.in, got, err)
+		}
+		if err == nil && got.String() != tc.in {
+			t.Errorf("%v.String() = %q", got, got.String())
+		}
+	}
 }

@@ -96,6 +96,46 @@ type TrainOptions struct {
 	Seed         uint64
 	// DropoutProb is the probability of nested dropout per mapper call (0.5).
 	DropoutProb float64
+	// Checkpointing says when the step recomputes the activations of UNet
+	// blocks and CLIP layers in the backward instead of keeping them.
+	Checkpointing Checkpointing
+	// MemoryBudget is the device memory, in bytes, that CheckpointAuto
+	// compares the planned peak with (0: the device's budget, see
+	// sd.DeviceLimits).
+	MemoryBudget int64
+}
+
+// Checkpointing is the activation checkpointing mode of a training step.
+type Checkpointing int
+
+const (
+	// CheckpointAuto recomputes only when the plan without recomputation
+	// exceeds the memory budget: recomputation costs about one more
+	// forward pass per step.
+	CheckpointAuto Checkpointing = iota
+	// CheckpointOn always recomputes.
+	CheckpointOn
+	// CheckpointOff never recomputes.
+	CheckpointOff
+)
+
+var checkpointingNames = []string{"auto", "on", "off"}
+
+func (c Checkpointing) String() string {
+	if c < 0 || int(c) >= len(checkpointingNames) {
+		return fmt.Sprintf("Checkpointing(%d)", int(c))
+	}
+	return checkpointingNames[c]
+}
+
+// ParseCheckpointing reads "auto", "on" or "off".
+func ParseCheckpointing(s string) (Checkpointing, error) {
+	for i, n := range checkpointingNames {
+		if s == n {
+			return Checkpointing(i), nil
+		}
+	}
+	return 0, fmt.Errorf("neti: checkpointing must be auto, on or off, not %q", s)
 }
 
 // Trainer runs NeTI training steps on a device.
@@ -114,6 +154,8 @@ type Trainer struct {
 	tokenID int
 	lr      float64
 	started time.Time
+	// checkpointing: the step recomputes segment activations.
+	checkpointing bool
 }
 
 type latentDist struct{ mean, std []float32 }
@@ -150,11 +192,11 @@ func NewTrainer(dev *vk.Device, b *sd.Model, c *plugin.Concept, images [][]float
 	if err := t.encodeImages(dev, images, res); err != nil {
 		return nil, err
 	}
-	g, shape, err := stepGraph(b, c, res, o)
+	g, shape, plan, err := chooseStep(b, c, res, o, sd.DeviceLimits(dev.Info()))
 	if err != nil {
 		return nil, err
 	}
-	t.shape = shape
+	t.shape, t.checkpointing = shape, plan.Checkpointing
 	if t.prog, err = graph.Compile(dev, g, frozenWeights(b), t.base.GraphOptions()); err != nil {
 		return nil, fmt.Errorf("neti: train: %w", err)
 	}
@@ -175,11 +217,12 @@ func NewTrainer(dev *vk.Device, b *sd.Model, c *plugin.Concept, images [][]float
 	return t, nil
 }
 
-func stepGraph(b *sd.Model, c *plugin.Concept, res int, o TrainOptions) (*graph.Graph, StepShape, error) {
+func stepGraph(b *sd.Model, c *plugin.Concept, res int, o TrainOptions, checkpointing bool) (*graph.Graph, StepShape, error) {
 	f := b.VAE.Factor()
 	shape := StepShape{Batch: o.Batch, Seq: b.Tokenizer.MaxLength(), LatentC: b.VAE.LatentChannels, LatentH: res / f, LatentW: res / f,
 		Layers: b.UNet.CrossAttentionLayers(), TextHidden: b.Text.Hidden, MapperHidden: c.Arch.Hidden}
 	gb := graph.NewBuilder()
+	gb.SetCheckpointing(checkpointing)
 	st, err := BuildStep(gb, c, b.Text, b.UNet, shape, DefaultOptimizer(o.Accum))
 	if err != nil {
 		return nil, shape, err
@@ -189,18 +232,95 @@ func stepGraph(b *sd.Model, c *plugin.Concept, res int, o TrainOptions) (*graph.
 	return g, shape, err
 }
 
-// PlanTraining is the memory plan of the training step for a device's
-// limits, computed without allocating anything (neti train --dry-run).
-func PlanTraining(b *sd.Model, c *plugin.Concept, res int, o TrainOptions, l graph.Limits) (graph.Stats, error) {
-	g, _, err := stepGraph(b, c, res, o)
-	if err != nil {
-		return graph.Stats{}, err
+// TrainPlan is the memory plan of a training step: the planned peaks with
+// and without activation checkpointing and the choice the trainer makes.
+type TrainPlan struct {
+	Without, With graph.Stats
+	// Budget is the device memory auto mode compares with (0: none known).
+	Budget int64
+	// Checkpointing: the trainer recomputes activations (forced by the
+	// options, or auto and Without exceeds Budget).
+	Checkpointing bool
+}
+
+// Chosen is the plan of the step the trainer runs.
+func (p TrainPlan) Chosen() graph.Stats {
+	if p.Checkpointing {
+		return p.With
 	}
-	return graph.Plan(g, l, b.GraphOptions())
+	return p.Without
+}
+
+// budget is the memory auto mode plans for: the explicit budget, else the
+// device's.
+func (o TrainOptions) budget(l sd.Limits) int64 {
+	if o.MemoryBudget > 0 {
+		return o.MemoryBudget
+	}
+	return l.Budget
+}
+
+// recompute decides checkpointing from the plan without it.
+func (o TrainOptions) recompute(without graph.Stats, budget int64) bool {
+	switch o.Checkpointing {
+	case CheckpointOn:
+		return true
+	case CheckpointOff:
+		return false
+	}
+	return budget > 0 && without.PeakBytes() > budget
+}
+
+// PlanTraining is the memory plan of the training step for a device's
+// limits, with and without checkpointing, computed without allocating
+// anything (neti train --dry-run).
+func PlanTraining(b *sd.Model, c *plugin.Concept, res int, o TrainOptions, l sd.Limits) (TrainPlan, error) {
+	p := TrainPlan{Budget: o.budget(l)}
+	for _, on := range []bool{false, true} {
+		g, _, err := stepGraph(b, c, res, o, on)
+		if err != nil {
+			return TrainPlan{}, err
+		}
+		st, err := graph.Plan(g, l.Limits, b.GraphOptions())
+		if err != nil {
+			return TrainPlan{}, fmt.Errorf("neti: plan training step (checkpointing %v): %w", on, err)
+		}
+		if on {
+			p.With = st
+		} else {
+			p.Without = st
+		}
+	}
+	p.Checkpointing = o.recompute(p.Without, p.Budget)
+	return p, nil
+}
+
+// chooseStep builds the step graph the trainer compiles, planning only
+// what the choice needs: in auto mode the step without checkpointing, and
+// the one with it only when the first exceeds the budget. The plan's
+// stats are those that were computed.
+func chooseStep(b *sd.Model, c *plugin.Concept, res int, o TrainOptions, l sd.Limits) (*graph.Graph, StepShape, TrainPlan, error) {
+	p := TrainPlan{Budget: o.budget(l), Checkpointing: o.Checkpointing == CheckpointOn}
+	g, shape, err := stepGraph(b, c, res, o, p.Checkpointing)
+	if err != nil || o.Checkpointing != CheckpointAuto {
+		return g, shape, p, err
+	}
+	if p.Without, err = graph.Plan(g, l.Limits, b.GraphOptions()); err != nil {
+		return nil, shape, p, fmt.Errorf("neti: plan training step: %w", err)
+	}
+	if !o.recompute(p.Without, p.Budget) {
+		return g, shape, p, nil
+	}
+	p.Checkpointing = true
+	g, shape, err = stepGraph(b, c, res, o, true)
+	return g, shape, p, err
 }
 
 // PeakBytes is the training program's planned peak device memory.
 func (t *Trainer) PeakBytes() int64 { return t.prog.Stats().PeakBytes() }
+
+// Checkpointing says whether the training step recomputes activations.
+func (t *Trainer) Checkpointing() bool { return t.checkpointing }
 
 func (t *Trainer) encodeImages(dev *vk.Device, images [][]float32, res int) error {
 	b := graph.NewBuilder()

@@ -9,8 +9,21 @@ import (
 
 // gradCase runs loss = sum(unet(...) * G) and its input gradients on the
 // CPU interpreter (the GPU backward kernels are checked against the same
-// interpreter in package graph, and end to end by NeTI's training step).
+// interpreter in package graph, and end to end by NeTI's training step),
+// with the activations of resnets and transformers kept and recomputed.
 func TestUNetGradFixtures(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		checkpointing bool
+	}{
+		{"plain", false},
+		{"checkpointing", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { unetGradFixtures(t, tc.checkpointing) })
+	}
+}
+
+func unetGradFixtures(t *testing.T, checkpointing bool) {
 	m, _ := fixtures.SDTiny()
 	cfg := tinyConfig(t)
 	t.Run("unet_grad", func(t *testing.T) {
@@ -26,6 +39,7 @@ func TestUNetGradFixtures(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := graph.NewBuilder()
+		b.SetCheckpointing(checkpointing)
 		x, e := b.Input("sample", sshape...), b.Input("ctx", cshape...)
 		out := Build(b, cfg, x, b.Input("t", len(ts)), Same(e), nil)
 		g := b.Input("G", out.Shape()...)
@@ -49,6 +63,7 @@ func TestUNetGradFixtures(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := graph.NewBuilder()
+		b.SetCheckpointing(checkpointing)
 		all := b.Input("contexts", cshape...)
 		var ctx Context
 		for l := 0; l < cshape[0]; l++ {

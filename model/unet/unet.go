@@ -173,7 +173,7 @@ func Build(b *graph.Builder, c Config, sample, timesteps *graph.Tensor, ctx Cont
 		out := c.BlockOutChannels[i]
 		final := i == len(c.DownBlockTypes)-1
 		for j := 0; j < c.LayersPerBlock; j++ {
-			h = u.resnet(fmt.Sprintf("%s.resnets.%d", name, j), h, ch, out)
+			h = u.resnet(fmt.Sprintf("%s.resnets.%d", name, j), h, nil, ch, out)
 			ch = out
 			if typ == "CrossAttnDownBlock2D" {
 				h = u.transformer(fmt.Sprintf("%s.attentions.%d", name, j), h, out, c.Heads[i])
@@ -187,9 +187,9 @@ func Build(b *graph.Builder, c Config, sample, timesteps *graph.Tensor, ctx Cont
 		u.tap(name, h)
 	}
 	last := len(c.BlockOutChannels) - 1
-	h = u.resnet("mid_block.resnets.0", h, ch, ch)
+	h = u.resnet("mid_block.resnets.0", h, nil, ch, ch)
 	h = u.transformer("mid_block.attentions.0", h, ch, c.Heads[last])
-	h = u.resnet("mid_block.resnets.1", h, ch, ch)
+	h = u.resnet("mid_block.resnets.1", h, nil, ch, ch)
 	u.tap("mid_block", h)
 	for i, typ := range c.UpBlockTypes {
 		name := fmt.Sprintf("up_blocks.%d", i)
@@ -198,8 +198,7 @@ func Build(b *graph.Builder, c Config, sample, timesteps *graph.Tensor, ctx Cont
 		for j := 0; j <= c.LayersPerBlock; j++ {
 			skip := skips[len(skips)-1]
 			skips = skips[:len(skips)-1]
-			h = b.Concat(h, skip, 1)
-			h = u.resnet(fmt.Sprintf("%s.resnets.%d", name, j), h, ch+skip.Dim(1), out)
+			h = u.resnet(fmt.Sprintf("%s.resnets.%d", name, j), h, skip, ch+skip.Dim(1), out)
 			ch = out
 			if typ == "CrossAttnUpBlock2D" {
 				h = u.transformer(fmt.Sprintf("%s.attentions.%d", name, j), h, out, heads)
@@ -238,8 +237,17 @@ func (u *builder) groupNorm(name string, x *graph.Tensor, ch int, eps float32, s
 	return u.b.GroupNorm(x, u.b.Weight("weight", ch), u.b.Weight("bias", ch), u.c.NormGroups, eps, silu)
 }
 
-func (u *builder) resnet(name string, x *graph.Tensor, in, out int) *graph.Tensor {
+// resnet is ResnetBlock2D; in up blocks, skip (not nil) is concatenated
+// to x first. Each resnet and each transformer is a checkpoint segment
+// (recomputed in the backward when the graph is built with
+// checkpointing); the up blocks' concatenation is inside the segment so
+// that its output, as wide as both inputs, is not kept either.
+func (u *builder) resnet(name string, x, skip *graph.Tensor, in, out int) *graph.Tensor {
 	b := u.b
+	defer b.Checkpoint()()
+	if skip != nil {
+		x = b.Concat(x, skip, 1)
+	}
 	defer b.Scope(name)()
 	h := u.groupNorm("norm1", x, in, u.c.NormEps, true)
 	h = u.conv("conv1", h, in, out, 3, 1)
@@ -260,6 +268,7 @@ func (u *builder) resnet(name string, x *graph.Tensor, in, out int) *graph.Tenso
 // proj_out -> + input.
 func (u *builder) transformer(name string, x *graph.Tensor, ch, heads int) *graph.Tensor {
 	b := u.b
+	defer b.Checkpoint()()
 	defer b.Scope(name)()
 	n, hh, ww := x.Dim(0), x.Dim(2), x.Dim(3)
 	h := u.groupNorm("norm", x, ch, 1e-6, false)

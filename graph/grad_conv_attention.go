@@ -180,7 +180,7 @@ func (op attnBwdStatsOp) eval(n *Node, in [][]float32) ([]float32, error) {
 			for i := 0; i < o.nq; i++ {
 				keys := o.nk
 				if o.causal {
-					keys = min(o.nk, i+1)
+					keys = min(o.nk, i+o.offset+1)
 				}
 				qr := q[(b*o.nq+i)*hd+h*o.dh:][:o.dh]
 				m := math.Inf(-1)
@@ -215,7 +215,11 @@ func (op attnBwdStatsOp) eval(n *Node, in [][]float32) ([]float32, error) {
 // recomputes the probabilities itself: the stats input only matters on the
 // GPU, and a wrong one shows up as a GPU/CPU mismatch of the gradients.
 func (o attentionOp) refBackward(in [][]float32) (dq, dk, dv []float32, err error) {
-	dq, dk, dv = ref.AttentionBackward(in[0], in[1], in[2], in[3], o.batch, o.nq, o.nk, o.heads, o.dh, o.dhv, o.scale, o.causal)
+	if o.offset > 0 {
+		dq, dk, dv = ref.CausalAttentionBackward(in[0], in[1], in[2], in[3], o.batch, o.nq, o.nk, o.heads, o.dh, o.dhv, o.scale, o.offset)
+	} else {
+		dq, dk, dv = ref.AttentionBackward(in[0], in[1], in[2], in[3], o.batch, o.nq, o.nk, o.heads, o.dh, o.dhv, o.scale, o.causal)
+	}
 	if dq == nil {
 		return nil, nil, nil, fmt.Errorf("attention backward: sizes rejected by the reference")
 	}

@@ -144,8 +144,8 @@ func checkConv2dBwdInputChained(t *testing.T, kernels string) {
 func attnOpOf(t *testing.T, s attnShape) attentionOp {
 	t.Helper()
 	b := NewBuilder()
-	y := b.Attention(b.Input("q", s.batch, s.nq, s.heads*s.dh), b.Input("k", s.batch, s.nk, s.heads*s.dh),
-		b.Input("v", s.batch, s.nk, s.heads*s.dhv), s.heads, s.scale, s.causal)
+	y := s.attend(b, b.Input("q", s.batch, s.nq, s.heads*s.dh), b.Input("k", s.batch, s.nk, s.heads*s.dh),
+		b.Input("v", s.batch, s.nk, s.heads*s.dhv))
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -157,13 +157,13 @@ func attnOpOf(t *testing.T, s attnShape) attentionOp {
 func attnBwdCase(t *testing.T, s attnShape, layout attnBwdLayout) opCase {
 	op := attnOpOf(t, s)
 	return opCase{
-		name: caseName("attention_bwd", s.batch, s.nq, s.nk, s.heads, s.dh, s.dhv, s.causal, s.scale, layout.wg, layout.lanes, layout.rows),
+		name: caseName("attention_bwd", s.batch, s.nq, s.nk, s.heads, s.dh, s.dhv, s.causal, s.offset, s.scale, layout.wg, layout.lanes, layout.rows),
 		build: func(b *Builder) {
 			q := b.Input("q", s.batch, s.nq, s.heads*s.dh)
 			k := b.Input("k", s.batch, s.nk, s.heads*s.dh)
 			v := b.Input("v", s.batch, s.nk, s.heads*s.dhv)
 			dout := b.Input("dout", s.batch, s.nq, s.heads*s.dhv)
-			out := b.Attention(q, k, v, s.heads, s.scale, s.causal)
+			out := s.attend(b, q, k, v)
 			stats := b.attnBackwardStats(op, q, k, out, dout, layout)
 			b.Output("stats", stats)
 			b.Output("dq", b.attnBackwardQ(op, q, k, v, dout, stats, layout))
@@ -188,6 +188,10 @@ func TestAttentionBwd(t *testing.T) {
 		// CLIP's causal self-attention; one spanning many blocks.
 		{batch: 2, nq: 77, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true},
 		{batch: 1, nq: 300, nk: 300, heads: 1, dh: 8, dhv: 8, causal: true},
+		// A suffix against a cached prefix (CausalAttention's offset),
+		// with key blocks whose first queries start mid-block.
+		{batch: 2, nq: 60, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true, offset: 17},
+		{batch: 1, nq: 3, nk: 40, heads: 1, dh: 8, dhv: 8, causal: true, offset: 37},
 		// Peaked softmax (large scale).
 		{batch: 1, nq: 64, nk: 200, heads: 2, dh: 8, dhv: 8, scale: 4},
 		// SD 1.5 head dims on small latents: self-attention on 16x16,
@@ -212,6 +216,7 @@ func TestAttentionBwdLayouts(t *testing.T) {
 		{attnShape{batch: 1, nq: 170, nk: 145, heads: 2, dh: 8, dhv: 8}, attnBwdLayout{wg: 128, lanes: 1, rows: 1}},
 		{attnShape{batch: 1, nq: 70, nk: 45, heads: 2, dh: 8, dhv: 3}, attnBwdLayout{wg: 64, lanes: 2, rows: 1}},
 		{attnShape{batch: 2, nq: 33, nk: 33, heads: 1, dh: 40, dhv: 40, causal: true}, attnBwdLayout{wg: 64, lanes: 4, rows: 1}},
+		{attnShape{batch: 1, nq: 150, nk: 170, heads: 2, dh: 8, dhv: 8, causal: true, offset: 20}, attnBwdLayout{wg: 128, lanes: 1, rows: 1}},
 		{attnShape{batch: 1, nq: 37, nk: 29, heads: 1, dh: 160, dhv: 160}, attnBwdLayout{wg: 32, lanes: 8, rows: 1}},
 	} {
 		oc := attnBwdCase(t, c.s, c.l)
@@ -255,7 +260,7 @@ func attnGrad(s attnShape, wrt string) func(b *Builder) (*Tensor, []*Tensor) {
 		for _, name := range strings.Split(wrt, ",") {
 			w = append(w, ts[name])
 		}
-		return b.Attention(q, k, v, s.heads, s.scale, s.causal), w
+		return s.attend(b, q, k, v), w
 	}
 }
 
@@ -287,6 +292,7 @@ func convAttentionGradCases() []gradCase {
 		}},
 		{name: "attn_tiny_unet", build: attnGrad(attnShape{batch: 1, nq: 3, nk: 4, heads: 2, dh: 4, dhv: 4}, "q,k,v")},
 		{name: "attn_clip_causal", build: attnGrad(attnShape{batch: 2, nq: 77, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true}, "q,k,v")},
+		{name: "attn_clip_suffix", build: attnGrad(attnShape{batch: 2, nq: 60, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true, offset: 17}, "q,k,v")},
 		{name: "attn_cross_64x77", build: attnGrad(attnShape{batch: 1, nq: 64, nk: 77, heads: 2, dh: 8, dhv: 8}, "q,k,v")},
 		{name: "attn_dhv_differs", build: attnGrad(attnShape{batch: 1, nq: 9, nk: 11, heads: 2, dh: 8, dhv: 3, scale: 0.7}, "q,k,v")},
 		{name: "attn_head40", build: attnGrad(attnShape{batch: 1, nq: 16, nk: 20, heads: 1, dh: 40, dhv: 40}, "q,k,v")},

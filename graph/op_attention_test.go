@@ -2,6 +2,7 @@ package graph
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -11,17 +12,26 @@ import (
 type attnShape struct {
 	batch, nq, nk, heads, dh, dhv int
 	causal                        bool
+	offset                        int     // > 0: CausalAttention (nk = nq + offset)
 	scale                         float32 // 0: 1/sqrt(dh)
+}
+
+// attend adds s's attention: CausalAttention when it has an offset.
+func (s attnShape) attend(b *Builder, q, k, v *Tensor) *Tensor {
+	if s.offset > 0 {
+		return b.CausalAttention(q, k, v, s.heads, s.scale, s.offset)
+	}
+	return b.Attention(q, k, v, s.heads, s.scale, s.causal)
 }
 
 func attentionCase(s attnShape) opCase {
 	return opCase{
-		name: caseName("attention", s.batch, s.nq, s.nk, s.heads, s.dh, s.dhv, s.causal, s.scale),
+		name: caseName("attention", s.batch, s.nq, s.nk, s.heads, s.dh, s.dhv, s.causal, s.offset, s.scale),
 		build: func(b *Builder) {
 			q := b.Input("q", s.batch, s.nq, s.heads*s.dh)
 			k := b.Input("k", s.batch, s.nk, s.heads*s.dh)
 			v := b.Input("v", s.batch, s.nk, s.heads*s.dhv)
-			b.Output("y", b.Attention(q, k, v, s.heads, s.scale, s.causal))
+			b.Output("y", s.attend(b, q, k, v))
 		},
 	}
 }
@@ -44,6 +54,13 @@ func TestAttention(t *testing.T) {
 		{batch: 3, nq: 77, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true},
 		{batch: 1, nq: 300, nk: 300, heads: 2, dh: 8, dhv: 8, causal: true},
 		{batch: 1, nq: 1, nk: 1, heads: 1, dh: 2, dhv: 2, causal: true},
+		// A prompt's suffix against its cached prefix (CausalAttention):
+		// offsets inside and across key blocks, the last position alone,
+		// and a suffix spanning several query blocks.
+		{batch: 3, nq: 60, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true, offset: 17},
+		{batch: 2, nq: 5, nk: 12, heads: 2, dh: 8, dhv: 8, causal: true, offset: 7},
+		{batch: 1, nq: 1, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true, offset: 76},
+		{batch: 1, nq: 270, nk: 300, heads: 2, dh: 8, dhv: 8, causal: true, offset: 30},
 		// Cross-attention to 77 text tokens.
 		{batch: 2, nq: 256, nk: 77, heads: 4, dh: 8, dhv: 8},
 		// Peaked softmax: the running maximum moves by large steps.
@@ -78,6 +95,8 @@ func TestAttentionLayouts(t *testing.T) {
 		{gpu(1), attnShape{batch: 1, nq: 300, nk: 300, heads: 1, dh: 8, dhv: 8, causal: true}},
 		{gpu(2), attnShape{batch: 1, nq: 70, nk: 45, heads: 2, dh: 6, dhv: 9}},
 		{gpu(4), attnShape{batch: 2, nq: 50, nk: 50, heads: 2, dh: 20, dhv: 13, causal: true}},
+		{gpu(1), attnShape{batch: 2, nq: 150, nk: 170, heads: 2, dh: 8, dhv: 8, causal: true, offset: 20}},
+		{gpu(2), attnShape{batch: 1, nq: 45, nk: 70, heads: 2, dh: 6, dhv: 9, causal: true, offset: 25}},
 		{attnConfig{wg: 16, lanes: 1, rq: 4, perKey: true}, attnShape{batch: 1, nq: 70, nk: 33, heads: 2, dh: 8, dhv: 8}},
 		{attnConfig{wg: 32, lanes: 2, rq: 2}, attnShape{batch: 1, nq: 150, nk: 40, heads: 2, dh: 6, dhv: 9}},
 	} {
@@ -126,11 +145,20 @@ func TestAttentionShapeErrors(t *testing.T) {
 		{"batch", []int{2, 4, 8}, []int{1, 4, 8}, []int{1, 4, 8}, 2, false, "heads"},
 		{"head dim too large", []int{1, 4, 322}, []int{1, 4, 322}, []int{1, 4, 322}, 2, false, "exceeds"},
 		{"causal needs square", []int{1, 4, 8}, []int{1, 5, 8}, []int{1, 5, 8}, 2, true, "causal"},
+		{"offset keys", []int{1, 4, 8}, []int{1, 5, 8}, []int{1, 5, 8}, 2, true, "offset 2 needs 6 keys"},
+		{"negative offset", []int{1, 4, 8}, []int{1, 3, 8}, []int{1, 3, 8}, 2, true, "offset -1"},
 		{"zero heads", []int{1, 4, 8}, []int{1, 4, 8}, []int{1, 4, 8}, 0, false, "rank-3"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := NewBuilder()
-			y := b.Attention(b.Input("q", c.q...), b.Input("k", c.k...), b.Input("v", c.v...), c.heads, 0, c.causal)
+			q, k, v := b.Input("q", c.q...), b.Input("k", c.k...), b.Input("v", c.v...)
+			var y *Tensor
+			if o, ok := strings.CutPrefix(c.wantMsg, "offset "); ok {
+				off, _ := strconv.Atoi(strings.Fields(o)[0])
+				y = b.CausalAttention(q, k, v, c.heads, 0, off)
+			} else {
+				y = b.Attention(q, k, v, c.heads, 0, c.causal)
+			}
 			b.Output("y", y)
 			_, err := b.Build()
 			if err == nil {

@@ -98,7 +98,7 @@ func (o attentionOp) recordWith(r *recorder, n *Node, cfg attnConfig) error {
 	}
 	push := []uint32{
 		uint32(o.nq), uint32(o.nk), uint32(o.heads),
-		uint32(qblocks), uint32(groups), b32(o.causal),
+		uint32(qblocks), uint32(groups), o.maskPush(),
 		f32(o.scale * math.Log2E),
 	}
 	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(cfg.lanes), uint32(cfg.rq), uint32(cfg.wg), b32(cfg.perKey)}

@@ -225,7 +225,7 @@ func (op attnBwdStatsOp) record(r *recorder, n *Node) error {
 		return fmt.Errorf("attention backward stats: %w", err)
 	}
 	push := []uint32{
-		uint32(o.nq), uint32(o.nk), uint32(o.heads), uint32(blocks), uint32(groups), b32(o.causal),
+		uint32(o.nq), uint32(o.nk), uint32(o.heads), uint32(blocks), uint32(groups), o.maskPush(),
 		f32(o.scale * math.Log2E), uint32(o.dhv),
 	}
 	spec := []uint32{uint32(o.dh), uint32(c.lanes), uint32(c.rows), uint32(c.wg)}
@@ -239,7 +239,7 @@ func (op attnBwdQOp) record(r *recorder, n *Node) error {
 		return fmt.Errorf("attention backward q: %w", err)
 	}
 	push := []uint32{
-		uint32(o.nq), uint32(o.nk), uint32(o.heads), uint32(blocks), uint32(groups), b32(o.causal),
+		uint32(o.nq), uint32(o.nk), uint32(o.heads), uint32(blocks), uint32(groups), o.maskPush(),
 		f32(o.scale * math.Log2E), f32(o.scale),
 	}
 	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(c.lanes), uint32(c.rows), uint32(c.wg)}
@@ -253,7 +253,7 @@ func (op attnBwdKVOp) record(r *recorder, n *Node) error {
 		return fmt.Errorf("attention backward kv: %w", err)
 	}
 	push := []uint32{
-		uint32(o.nq), uint32(o.nk), uint32(o.heads), uint32(blocks), uint32(groups), b32(o.causal),
+		uint32(o.nq), uint32(o.nk), uint32(o.heads), uint32(blocks), uint32(groups), o.maskPush(),
 		f32(o.scale * math.Log2E), f32(o.scale), uint32(o.batch * o.nk * o.heads * o.dh),
 	}
 	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(c.lanes), uint32(c.rows), uint32(c.wg)}

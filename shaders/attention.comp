@@ -53,7 +53,7 @@ layout(push_constant) uniform P {
     uint nq, nk, heads;
     uint qblocks; // ceil(nq / BQ)
     uint groups;  // qblocks * batch * heads
-    uint causal;
+    uint causal;  // 0: no mask; else query i sees keys j < i + causal (1 + the offset)
     float scale;  // softmax scale times log2(e)
 } p;
 
@@ -107,8 +107,8 @@ void main() {
         l[r] = 0.0;
     }
 
-    // With the causal mask no query of this block sees keys past its last.
-    uint kend = p.causal != 0 ? min(p.nk, qb * BQ + BQ) : p.nk;
+    // With the causal mask no query of this block sees keys past its last's.
+    uint kend = p.causal != 0 ? min(p.nk, qb * BQ + BQ - 1 + p.causal) : p.nk;
     uint kstride = p.heads * DH, vstride = p.heads * DHV;
     [[dont_unroll]] for (uint j0 = 0; j0 < kend; j0 += BK) {
         for (uint x = tid; x < BK * DH4; x += WG) {
@@ -126,7 +126,7 @@ void main() {
         uint jlim[RQ];
         for (uint r = 0; r < RQ; r++) {
             uint i = q0 + TQ * r;
-            jlim[r] = p.causal == 0 ? jn : (i >= j0 ? min(jn, i - j0 + 1) : 0);
+            jlim[r] = p.causal == 0 ? jn : (i + p.causal > j0 ? min(jn, i + p.causal - j0) : 0);
         }
 
         if (ONLINE) {

@@ -5,8 +5,8 @@
 // P_ij = exp2(s_ij - L_i), s_ij = scale*log2(e) q_i.k_j, dP_ij = dO_i.v_j,
 // with L and D from attention_bwd_stats. A workgroup owns BKV keys of one
 // (batch, head) and walks the queries in blocks of BQ, staging q, dO, L and
-// D in shared memory; with the causal mask it starts at its first key
-// (earlier queries see none of its keys).
+// D in shared memory; with the causal mask it starts at the first query
+// that sees its first key (earlier queries see none of its keys).
 //
 // Each key keeps k, v and both gradients in registers. Each thread owns RK
 // keys, so every vec4 it reads from shared memory feeds RK products; with
@@ -45,7 +45,7 @@ layout(push_constant) uniform P {
     uint nq, nk, heads;
     uint kblocks; // ceil(nk / BKV)
     uint groups;  // kblocks * batch * heads
-    uint causal;
+    uint causal;  // 0: no mask; else query i sees keys j < i + causal (1 + the offset)
     float scale2; // softmax scale times log2(e)
     float scale;  // softmax scale
     uint dvOffset; // batch * nk * heads * DH: where dv starts
@@ -114,7 +114,7 @@ void dots(uint ii, out float ss[RK], out float sp[RK]) {
 void accumulate(uint ii, uint i, float ss[RK], float sp[RK]) {
     float pv[RK], ds[RK];
     for (uint r = 0; r < RK; r++) {
-        bool seen = p.causal == 0 || i >= kj[r];
+        bool seen = p.causal == 0 || kj[r] < i + p.causal;
         pv[r] = seen ? exp2(ss[r] - Ls[ii]) : 0.0;
         ds[r] = pv[r] * (sp[r] - Ds[ii]);
     }
@@ -161,7 +161,8 @@ void main() {
     }
 
     uint qstride = p.heads * DH, gstride = p.heads * DHV;
-    uint istart = p.causal != 0 ? min(kb * BKV, p.nq) : 0;
+    // The first query that sees key j is j + 1 - causal (j - offset).
+    uint istart = p.causal != 0 ? min(kb * BKV + 1 - min(kb * BKV + 1, p.causal), p.nq) : 0;
     for (uint i0 = istart; i0 < p.nq; i0 += BQ) {
         for (uint x = tid; x < BQ * DH4; x += WG) {
             uint i = i0 + x / DH4;

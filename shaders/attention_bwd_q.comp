@@ -44,7 +44,7 @@ layout(push_constant) uniform P {
     uint nq, nk, heads;
     uint qblocks; // ceil(nq / BQ)
     uint groups;  // qblocks * batch * heads
-    uint causal;
+    uint causal;  // 0: no mask; else query i sees keys j < i + causal (1 + the offset)
     float scale2; // softmax scale times log2(e)
     float scale;  // softmax scale
 } p;
@@ -110,7 +110,7 @@ void dots(uint jj, out float ss[RQ], out float sp[RQ]) {
 void accumulate(uint jj, uint j, float ss[RQ], float sp[RQ]) {
     float ds[RQ];
     for (uint r = 0; r < RQ; r++) {
-        bool seen = p.causal == 0 || qi[r] >= j;
+        bool seen = p.causal == 0 || j < qi[r] + p.causal;
         ds[r] = seen ? exp2(ss[r] - L[r]) * (sp[r] - D[r]) : 0.0;
     }
     for (uint e = 0; e < DQ; e++) {
@@ -150,8 +150,8 @@ void main() {
         D[r] = ok ? stats[at + 1] : 0.0;
     }
 
-    // With the causal mask no query of this block sees keys past its last.
-    uint kend = p.causal != 0 ? min(p.nk, qb * BQ + BQ) : p.nk;
+    // With the causal mask no query of this block sees keys past its last's.
+    uint kend = p.causal != 0 ? min(p.nk, qb * BQ + BQ - 1 + p.causal) : p.nk;
     uint kstride = p.heads * DH, vstride = p.heads * DHV;
     for (uint j0 = 0; j0 < kend; j0 += BK) {
         for (uint x = tid; x < BK * DH4; x += WG) {

@@ -37,7 +37,7 @@ layout(push_constant) uniform P {
     uint nq, nk, heads;
     uint qblocks; // ceil(nq / BQ)
     uint groups;  // qblocks * batch * heads
-    uint causal;
+    uint causal;  // 0: no mask; else query i sees keys j < i + causal (1 + the offset)
     float scale2; // softmax scale times log2(e)
     uint dhv;     // value head dim (of o and dout)
 } p;
@@ -83,7 +83,7 @@ void dots(uint jj, out float ss[RQ]) {
 // sum is rescaled only when the maximum grows, which soon becomes rare.
 void update(uint j, float ss[RQ]) {
     for (uint r = 0; r < RQ; r++) {
-        if (p.causal != 0 && qi[r] < j) continue;
+        if (p.causal != 0 && j >= qi[r] + p.causal) continue;
         float s = ss[r];
         if (s > m[r]) {
             l[r] *= exp2(m[r] - s);
@@ -113,8 +113,8 @@ void main() {
         l[r] = 0.0;
     }
 
-    // With the causal mask no query of this block sees keys past its last.
-    uint kend = p.causal != 0 ? min(p.nk, qb * BQ + BQ) : p.nk;
+    // With the causal mask no query of this block sees keys past its last's.
+    uint kend = p.causal != 0 ? min(p.nk, qb * BQ + BQ - 1 + p.causal) : p.nk;
     uint kstride = p.heads * DH;
     for (uint j0 = 0; j0 < kend; j0 += BK) {
         for (uint x = tid; x < BK * DH4; x += WG) {
@@ -156,7 +156,7 @@ void main() {
         uint base = ((b * p.nq + i) * p.heads + h) * p.dhv;
         float d = 0.0;
         for (uint e = 0; e < p.dhv; e++) d += o[base + e] * dout[base + e];
-        // Every query sees at least one key (nk >= 1; causal includes j = i).
+        // Every query sees at least one key (nk >= 1; causal includes j = i + offset).
         uint at = (bh * p.nq + i) * 2;
         stats[at] = l[r] > 0.0 ? m[r] + log2(l[r]) : 0.0;
         stats[at + 1] = d;

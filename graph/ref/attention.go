@@ -66,11 +66,13 @@ func SoftmaxBackward(y, dy []float32, rows, d int) []float32 {
 type attnLayout struct {
 	batch, nq, nk, heads, dHead, dHeadV int
 	causal                              bool
+	offset                              int // causal: query i sees keys j <= i+offset
 }
 
-func newAttnLayout[T any](q, k, v []T, batch, nq, nk, heads, dHead, dHeadV int, causal bool) (attnLayout, bool) {
-	l := attnLayout{batch, nq, nk, heads, dHead, dHeadV, causal}
-	ok := sized(q, batch, nq, heads, dHead) && sized(k, batch, nk, heads, dHead) &&
+func newAttnLayout[T any](q, k, v []T, batch, nq, nk, heads, dHead, dHeadV int, causal bool, offset int) (attnLayout, bool) {
+	l := attnLayout{batch, nq, nk, heads, dHead, dHeadV, causal, offset}
+	ok := offset >= 0 && (causal || offset == 0) &&
+		sized(q, batch, nq, heads, dHead) && sized(k, batch, nk, heads, dHead) &&
 		sized(v, batch, nk, heads, dHeadV)
 	if _, o := outLen(batch, nq, heads, dHeadV); !o {
 		ok = false
@@ -86,12 +88,12 @@ func (l attnLayout) ki(b, j, h int) int { return (b*l.nk+j)*l.heads*l.dHead + h*
 func (l attnLayout) vi(b, j, h int) int { return (b*l.nk+j)*l.heads*l.dHeadV + h*l.dHeadV }
 func (l attnLayout) oi(b, i, h int) int { return (b*l.nq+i)*l.heads*l.dHeadV + h*l.dHeadV }
 
-// keys is how many keys query i sees: all of them, or j <= i when causal
-// (CLIP's mask fills the upper triangle with finfo.min, which softmax turns
-// into exact zeros).
+// keys is how many keys query i sees: all of them, or j <= i+offset when
+// causal (CLIP's mask fills the upper triangle with finfo.min, which
+// softmax turns into exact zeros).
 func (l attnLayout) keys(i int) int {
 	if l.causal {
-		return min(l.nk, i+1)
+		return min(l.nk, i+l.offset+1)
 	}
 	return l.nk
 }
@@ -116,11 +118,22 @@ func attnProbs[T float](l attnLayout, q, k []T, scale float64, b, i, h int, s, p
 // query's output is Σ_j softmax_j(scale·q·k_j)·v_j; with causal, query i sees
 // keys j <= i. A query with no keys gets zeros.
 func Attention(q, k, v []float32, batch, nq, nk, heads, dHead, dHeadV int, scale float32, causal bool) []float32 {
-	return attention(q, k, v, batch, nq, nk, heads, dHead, dHeadV, scale, causal)
+	return attention(q, k, v, batch, nq, nk, heads, dHead, dHeadV, scale, causal, 0)
 }
 
-func attention[T float](q, k, v []T, batch, nq, nk, heads, dHead, dHeadV int, scale float32, causal bool) []T {
-	l, ok := newAttnLayout(q, k, v, batch, nq, nk, heads, dHead, dHeadV, causal)
+// CausalAttention is Attention whose queries are the last nq of nk = offset
+// + nq causally masked positions: query i sees keys j <= offset+i. It lets
+// a prompt's suffix attend to keys of a prefix computed once (offset 0 is
+// Attention with causal set). Sizes that do not fit give nil.
+func CausalAttention(q, k, v []float32, batch, nq, nk, heads, dHead, dHeadV int, scale float32, offset int) []float32 {
+	if nk != nq+offset {
+		return nil
+	}
+	return attention(q, k, v, batch, nq, nk, heads, dHead, dHeadV, scale, true, offset)
+}
+
+func attention[T float](q, k, v []T, batch, nq, nk, heads, dHead, dHeadV int, scale float32, causal bool, offset int) []T {
+	l, ok := newAttnLayout(q, k, v, batch, nq, nk, heads, dHead, dHeadV, causal, offset)
 	if !ok {
 		return nil
 	}
@@ -155,11 +168,19 @@ func attention[T float](q, k, v []T, batch, nq, nk, heads, dHead, dHeadV int, sc
 // the probabilities P and uses dV = Pᵀ·dO, dS = P∘(dO·Vᵀ - rowsum(P∘dO·Vᵀ)),
 // dQ = scale·dS·K, dK = scale·dSᵀ·Q.
 func AttentionBackward(q, k, v, dout []float32, batch, nq, nk, heads, dHead, dHeadV int, scale float32, causal bool) (dq, dk, dv []float32) {
-	return attentionBackward(q, k, v, dout, batch, nq, nk, heads, dHead, dHeadV, scale, causal)
+	return attentionBackward(q, k, v, dout, batch, nq, nk, heads, dHead, dHeadV, scale, causal, 0)
 }
 
-func attentionBackward[T float](q, k, v, dout []T, batch, nq, nk, heads, dHead, dHeadV int, scale float32, causal bool) (dq, dk, dv []T) {
-	l, ok := newAttnLayout(q, k, v, batch, nq, nk, heads, dHead, dHeadV, causal)
+// CausalAttentionBackward is AttentionBackward for CausalAttention.
+func CausalAttentionBackward(q, k, v, dout []float32, batch, nq, nk, heads, dHead, dHeadV int, scale float32, offset int) (dq, dk, dv []float32) {
+	if nk != nq+offset {
+		return nil, nil, nil
+	}
+	return attentionBackward(q, k, v, dout, batch, nq, nk, heads, dHead, dHeadV, scale, true, offset)
+}
+
+func attentionBackward[T float](q, k, v, dout []T, batch, nq, nk, heads, dHead, dHeadV int, scale float32, causal bool, offset int) (dq, dk, dv []T) {
+	l, ok := newAttnLayout(q, k, v, batch, nq, nk, heads, dHead, dHeadV, causal, offset)
 	if !ok || !sized(dout, batch, nq, heads, dHeadV) {
 		return nil, nil, nil
 	}

@@ -119,11 +119,13 @@ func TestAttentionBackward(t *testing.T) {
 	for _, s := range []struct {
 		batch, nq, nk, heads, dHead, dHeadV int
 		causal                              bool
+		offset                              int // causal: query i sees keys j <= i+offset
 	}{
-		{1, 1, 1, 1, 1, 1, false},
-		{1, 3, 4, 2, 3, 2, false},
-		{2, 4, 4, 2, 2, 3, true},
-		{1, 5, 3, 1, 4, 4, false},
+		{1, 1, 1, 1, 1, 1, false, 0},
+		{1, 3, 4, 2, 3, 2, false, 0},
+		{2, 4, 4, 2, 2, 3, true, 0},
+		{1, 5, 3, 1, 4, 4, false, 0},
+		{2, 3, 7, 2, 3, 2, true, 4},
 	} {
 		q := randn(r, s.batch*s.nq*s.heads*s.dHead, 1)
 		k := randn(r, s.batch*s.nk*s.heads*s.dHead, 1)
@@ -131,9 +133,12 @@ func TestAttentionBackward(t *testing.T) {
 		dout := randn(r, s.batch*s.nq*s.heads*s.dHeadV, 1)
 		scale := float32(0.7)
 		dq, dk, dv := AttentionBackward(q, k, v, dout, s.batch, s.nq, s.nk, s.heads, s.dHead, s.dHeadV, scale, s.causal)
+		if s.offset > 0 {
+			dq, dk, dv = CausalAttentionBackward(q, k, v, dout, s.batch, s.nq, s.nk, s.heads, s.dHead, s.dHeadV, scale, s.offset)
+		}
 		q64, k64, v64, do64 := to64(q), to64(k), to64(v), to64(dout)
 		loss := func() float64 {
-			return dot64(do64, attention(q64, k64, v64, s.batch, s.nq, s.nk, s.heads, s.dHead, s.dHeadV, scale, s.causal))
+			return dot64(do64, attention(q64, k64, v64, s.batch, s.nq, s.nk, s.heads, s.dHead, s.dHeadV, scale, s.causal, s.offset))
 		}
 		name := fmt.Sprint(s)
 		if s.nk > 1 { // with one key the output does not depend on q or k

@@ -160,9 +160,59 @@ func TestAttention(t *testing.T) {
 	}
 }
 
+func TestCausalAttention(t *testing.T) {
+	r := newRand(4)
+	for _, s := range []struct {
+		batch, nq, heads, dHead, dHeadV, offset int
+	}{
+		{1, 1, 1, 1, 1, 0},
+		{1, 1, 1, 2, 2, 5},
+		{2, 5, 3, 4, 2, 7},
+		{1, 20, 2, 8, 8, 57},
+	} {
+		t.Run(fmt.Sprint(s), func(t *testing.T) {
+			nk := s.nq + s.offset
+			q := randn(r, s.batch*s.nq*s.heads*s.dHead, 1)
+			k := randn(r, s.batch*nk*s.heads*s.dHead, 1)
+			v := randn(r, s.batch*nk*s.heads*s.dHeadV, 1)
+			scale := float32(0.6)
+			got := CausalAttention(q, k, v, s.batch, s.nq, nk, s.heads, s.dHead, s.dHeadV, scale, s.offset)
+			want := explicitCausalAttention(t, q, k, v, s.batch, s.nq, nk, s.heads, s.dHead, s.dHeadV, scale, true, s.offset)
+			assertClose(t, "CausalAttention", got, want, 1e-5)
+			// The suffix of a causal self-attention: with queries for the
+			// first offset positions prepended, plain causal attention
+			// gives the same last nq rows (what prefix reuse relies on).
+			pre := randn(r, s.batch*s.offset*s.heads*s.dHead, 1)
+			full := make([]float32, 0, s.batch*nk*s.heads*s.dHead)
+			row := s.heads * s.dHead
+			for b := 0; b < s.batch; b++ {
+				full = append(full, pre[b*s.offset*row:(b+1)*s.offset*row]...)
+				full = append(full, q[b*s.nq*row:(b+1)*s.nq*row]...)
+			}
+			all := Attention(full, k, v, s.batch, nk, nk, s.heads, s.dHead, s.dHeadV, scale, true)
+			orow := s.heads * s.dHeadV
+			var tail []float32
+			for b := 0; b < s.batch; b++ {
+				tail = append(tail, all[(b*nk+s.offset)*orow:(b+1)*nk*orow]...)
+			}
+			assertClose(t, "suffix of causal attention", got, to64(tail), 1e-6)
+		})
+	}
+	if CausalAttention(make([]float32, 4), make([]float32, 4), make([]float32, 4), 1, 2, 2, 1, 2, 2, 1, 1) != nil {
+		t.Error("nk != nq+offset accepted")
+	}
+}
+
 // explicitAttention builds Softmax(Q·Kᵀ·scale)·V per head from Permute,
 // MatMul, Scale, Add (the mask) and Softmax.
 func explicitAttention(t *testing.T, q, k, v []float32, batch, nq, nk, heads, dHead, dHeadV int, scale float32, causal bool) []float32 {
+	t.Helper()
+	return explicitCausalAttention(t, q, k, v, batch, nq, nk, heads, dHead, dHeadV, scale, causal, 0)
+}
+
+// explicitCausalAttention is explicitAttention whose causal mask hides
+// keys j > i+offset from query i.
+func explicitCausalAttention(t *testing.T, q, k, v []float32, batch, nq, nk, heads, dHead, dHeadV int, scale float32, causal bool, offset int) []float32 {
 	t.Helper()
 	bh := batch * heads
 	// [batch,n,heads,d] -> [batch,heads,n,d]
@@ -173,7 +223,7 @@ func explicitAttention(t *testing.T, q, k, v []float32, batch, nq, nk, heads, dH
 	if causal {
 		mask := make([]float32, nq*nk)
 		for i := 0; i < nq; i++ {
-			for j := i + 1; j < nk; j++ {
+			for j := i + offset + 1; j < nk; j++ {
 				mask[i*nk+j] = -1e30
 			}
 		}

@@ -43,6 +43,27 @@ type Outputs struct {
 	PreLN  *graph.Tensor // [batch, seq, hidden]: encoder output before final_layer_norm (NeTI adds its bypass here)
 	Hidden *graph.Tensor // [batch, seq, hidden]: last_hidden_state, the SD conditioning
 	Layers []*graph.Tensor
+	// Cache holds each layer's self-attention keys and values of this
+	// pass's positions, all a later pass needs to continue the sequence
+	// (BuildAfter).
+	Cache Prefix
+}
+
+// Prefix is what the encoder needs of a prompt's first positions to encode
+// the rest on its own: CLIP's attention is causal, so a position depends on
+// earlier ones only through their keys and values in each layer. Keys and
+// Values hold one tensor per layer, [1 or batch, P, hidden]; a batch of 1
+// is shared by every row of the later pass.
+type Prefix struct {
+	Keys, Values []*graph.Tensor
+}
+
+// Len is the number of positions the prefix covers (0 for none).
+func (p *Prefix) Len() int {
+	if p == nil || len(p.Keys) == 0 {
+		return 0
+	}
+	return p.Keys[0].Dim(1)
 }
 
 // Build adds the encoder to b. ids is [batch, seq] (token ids as floats).
@@ -52,12 +73,25 @@ type Outputs struct {
 // NeTI and textual inversion do; the ids there must still be valid rows
 // (callers put any valid id in place of a placeholder outside the table).
 func Build(b *graph.Builder, c Config, ids, inject, mask *graph.Tensor) Outputs {
+	return BuildAfter(b, c, ids, inject, mask, nil)
+}
+
+// BuildAfter is Build for the positions that follow a prefix encoded
+// before (nil: none): ids [batch, seq] are the tokens at positions
+// prefix.Len() .. prefix.Len()+seq-1, whose attention sees the prefix's
+// keys and values and their own causally. The outputs cover these
+// positions only and equal the same rows of Build on the whole sequence.
+func BuildAfter(b *graph.Builder, c Config, ids, inject, mask *graph.Tensor, prefix *Prefix) Outputs {
 	if err := c.Validate(); err != nil {
 		b.Errorf("%v", err)
 	}
-	seq := ids.Dim(1)
-	if seq > c.MaxPositions {
-		b.Errorf("clip: %d tokens exceed %d positions", seq, c.MaxPositions)
+	start, seq := prefix.Len(), ids.Dim(1)
+	if start+seq > c.MaxPositions {
+		b.Errorf("clip: %d tokens exceed %d positions", start+seq, c.MaxPositions)
+	}
+	if prefix != nil && (len(prefix.Keys) != c.Layers || len(prefix.Values) != c.Layers) {
+		b.Errorf("clip: a prefix of %d key and %d value tensors for %d layers", len(prefix.Keys), len(prefix.Values), c.Layers)
+		prefix, start = nil, 0
 	}
 	defer b.Scope("text_model")()
 	tokTable := b.Weight("embeddings.token_embedding.weight", c.Vocab, c.Hidden)
@@ -69,13 +103,24 @@ func Build(b *graph.Builder, c Config, ids, inject, mask *graph.Tensor) Outputs 
 	}
 	pos := make([]float32, seq)
 	for i := range pos {
-		pos[i] = float32(i)
+		pos[i] = float32(start + i)
 	}
 	h = b.Add(h, b.Embedding(posTable, b.Const(pos, seq)))
 	out := Outputs{Layers: []*graph.Tensor{h}}
+	var zeros *graph.Tensor // [batch, 1, 1], broadcasts a batch-1 prefix
+	if batch := ids.Dim(0); prefix != nil && batch > 1 {
+		zeros = b.Const(make([]float32, batch), batch, 1, 1)
+	}
 	for i := 0; i < c.Layers; i++ {
-		h = layer(b, c, i, h)
+		var kv *layerKV
+		if prefix != nil {
+			kv = &layerKV{k: prefix.Keys[i], v: prefix.Values[i], zeros: zeros}
+		}
+		var k, v *graph.Tensor
+		h, k, v = layer(b, c, i, h, kv)
 		out.Layers = append(out.Layers, h)
+		out.Cache.Keys = append(out.Cache.Keys, k)
+		out.Cache.Values = append(out.Cache.Values, v)
 	}
 	out.PreLN = h
 	out.Hidden = FinalNorm(b, c, h)
@@ -98,18 +143,37 @@ func linear(b *graph.Builder, name string, x *graph.Tensor, in, out int) *graph.
 	return b.Linear(x, b.Weight("weight", out, in), b.Weight("bias", out))
 }
 
-// layer is one CLIPEncoderLayer, a checkpoint segment (recomputed in the
-// backward when the graph is built with checkpointing).
-func layer(b *graph.Builder, c Config, i int, h *graph.Tensor) *graph.Tensor {
+// layerKV is one layer's share of a Prefix; zeros (nil when the batches
+// match) broadcasts it over the batch.
+type layerKV struct{ k, v, zeros *graph.Tensor }
+
+// withPrefix puts the prefix rows p before t's along the sequence.
+func (kv *layerKV) withPrefix(b *graph.Builder, p, t *graph.Tensor) *graph.Tensor {
+	if kv.zeros != nil && p.Dim(0) == 1 {
+		p = b.Add(p, kv.zeros) // exact: x + 0 = x
+	}
+	return b.Concat(p, t, 1)
+}
+
+// layer adds encoder layer i after h and returns its output and its
+// self-attention keys and values of h's positions (without kv's). It is a
+// checkpoint segment (recomputed in the backward when the graph is built
+// with checkpointing).
+func layer(b *graph.Builder, c Config, i int, h *graph.Tensor, kv *layerKV) (out, k, v *graph.Tensor) {
 	defer b.Checkpoint()()
 	defer b.Scope(fmt.Sprintf("encoder.layers.%d", i))()
 	x := norm(b, "layer_norm1", h, c)
 	func() {
 		defer b.Scope("self_attn")()
 		q := linear(b, "q_proj", x, c.Hidden, c.Hidden)
-		k := linear(b, "k_proj", x, c.Hidden, c.Hidden)
-		v := linear(b, "v_proj", x, c.Hidden, c.Hidden)
-		a := b.Attention(q, k, v, c.Heads, 0, true)
+		k = linear(b, "k_proj", x, c.Hidden, c.Hidden)
+		v = linear(b, "v_proj", x, c.Hidden, c.Hidden)
+		var a *graph.Tensor
+		if kv == nil {
+			a = b.Attention(q, k, v, c.Heads, 0, true)
+		} else {
+			a = b.CausalAttention(q, kv.withPrefix(b, kv.k, k), kv.withPrefix(b, kv.v, v), c.Heads, 0, kv.k.Dim(1))
+		}
 		x = linear(b, "out_proj", a, c.Hidden, c.Hidden)
 	}()
 	h = b.Add(h, x)
@@ -124,5 +188,5 @@ func layer(b *graph.Builder, c Config, i int, h *graph.Tensor) *graph.Tensor {
 		}
 		x = linear(b, "fc2", x, c.Intermediate, c.Hidden)
 	}()
-	return b.Add(h, x)
+	return b.Add(h, x), k, v
 }

@@ -2,6 +2,7 @@ package clip
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/neti-project/neti/graph"
@@ -184,5 +185,110 @@ func TestTextEncoderInjectGrad(t *testing.T) {
 		if e := graph.RelErr(res[name], want); e > 1e-4 {
 			t.Errorf("%s: relative error %.3g", name, e)
 		}
+	}
+}
+
+// BuildAfter on the positions after a prefix, attending to the prefix's
+// cached keys and values (one prefix shared by a batch, or one per row),
+// gives the same rows as Build on the whole sequence: CLIP is causal.
+func TestBuildAfterMatchesBuild(t *testing.T) {
+	c := tinyConfig(t)
+	const seq = 77
+	for _, tc := range []struct {
+		name               string
+		batch, prefixBatch int
+		p                  int
+		inject             bool
+	}{
+		{"one_token_prefix", 1, 1, 1, false},
+		{"long_prefix_shared", 3, 1, 60, true},
+		{"last_position", 2, 1, 76, false},
+		{"prefix_per_row", 2, 2, 9, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Every row has the same first p tokens (the shared prefix)
+			// and its own tokens after them.
+			ids := make([]float32, tc.batch*seq)
+			for r := 0; r < tc.batch; r++ {
+				for i := 0; i < seq; i++ {
+					id := (i*37 + 11) % c.Vocab
+					if i >= tc.p {
+						id = (i*13 + r*101 + 5) % c.Vocab
+					}
+					ids[r*seq+i] = float32(id)
+				}
+			}
+			s := seq - tc.p
+			inject := make([]float32, tc.batch*seq*c.Hidden)
+			mask := make([]float32, tc.batch*seq)
+			if tc.inject {
+				for r := 0; r < tc.batch; r++ {
+					at := r*seq + tc.p + s/2
+					mask[at] = 1
+					for j := 0; j < c.Hidden; j++ {
+						inject[at*c.Hidden+j] = float32((j%5)-2) * 0.1 * float32(r+1)
+					}
+				}
+			}
+			rows := func(x []float32, from, to, width int) []float32 { // rows [from, to) of each batch row
+				var out []float32
+				for r := 0; r < len(x)/(seq*width); r++ {
+					out = append(out, x[(r*seq+from)*width:(r*seq+to)*width]...)
+				}
+				return out
+			}
+			b := graph.NewBuilder()
+			full := Build(b, c, b.Input("ids", tc.batch, seq), b.Input("inject", tc.batch, seq, c.Hidden), b.Input("mask", tc.batch, seq, 1))
+			pre := Build(b, c, b.Input("pre_ids", tc.prefixBatch, tc.p), nil, nil)
+			suf := BuildAfter(b, c, b.Input("suf_ids", tc.batch, s), b.Input("suf_inject", tc.batch, s, c.Hidden), b.Input("suf_mask", tc.batch, s, 1), &pre.Cache)
+			b.Output("full", full.Hidden)
+			b.Output("pre", pre.Hidden)
+			b.Output("suf", suf.Hidden)
+			b.Output("suf_pre", suf.PreLN)
+			b.Output("full_pre", full.PreLN)
+			g, err := b.Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := graph.Interpret(g, map[string][]float32{
+				"ids": ids, "inject": inject, "mask": mask,
+				"pre_ids":    rows(ids, 0, tc.p, 1)[:tc.prefixBatch*tc.p],
+				"suf_ids":    rows(ids, tc.p, seq, 1),
+				"suf_inject": rows(inject, tc.p, seq, c.Hidden),
+				"suf_mask":   rows(mask, tc.p, seq, 1),
+			}, tinyWeights(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, cmp := range []struct {
+				what      string
+				got, want []float32
+			}{
+				{"prefix rows", res["pre"], rows(res["full"], 0, tc.p, c.Hidden)[:tc.prefixBatch*tc.p*c.Hidden]},
+				{"suffix rows", res["suf"], rows(res["full"], tc.p, seq, c.Hidden)},
+				{"suffix rows before the final norm", res["suf_pre"], rows(res["full_pre"], tc.p, seq, c.Hidden)},
+			} {
+				if e := graph.RelErr(cmp.got, cmp.want); e > 1e-6 {
+					t.Errorf("%s: relative error %.3g", cmp.what, e)
+				}
+			}
+		})
+	}
+}
+
+func TestBuildAfterErrors(t *testing.T) {
+	c := tinyConfig(t)
+	b := graph.NewBuilder()
+	pre := Build(b, c, b.Input("pre", 1, 40), nil, nil)
+	BuildAfter(b, c, b.Input("ids", 1, 38), nil, nil, &pre.Cache)
+	if _, err := b.Build(); err == nil || !strings.Contains(err.Error(), "78 tokens") {
+		t.Errorf("78 positions: error %v", err)
+	}
+	b = graph.NewBuilder()
+	pre = Build(b, c, b.Input("pre", 1, 40), nil, nil)
+	short := Prefix{Keys: pre.Cache.Keys[:1], Values: pre.Cache.Values[:1]}
+	BuildAfter(b, c, b.Input("ids", 1, 3), nil, nil, &short)
+	if _, err := b.Build(); err == nil || !strings.Contains(err.Error(), "3 layers") {
+		t.Errorf("a prefix of one layer for three: error %v", err)
 	}
 }

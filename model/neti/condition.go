@@ -33,14 +33,29 @@ type ConceptUse struct {
 // mappers of all concepts are evaluated for all (timestep, layer) pairs of
 // the run in one dispatch per concept; each step is then one text-encoder
 // run of batch `layers`.
+//
+// CLIP is causal and the mappers reach only placeholder positions, so the
+// positions before the first placeholder are the same for every (timestep,
+// layer): they are encoded once, batch 1, and each step encodes only the
+// rest, attending to the prefix's keys and values kept on the device (neti.md
+// §7, "causal-prefix reuse"; exact, not an approximation).
 type Conditioner struct {
 	m         *sd.Model
 	text      *graph.Program
 	layers    int
 	seq, d    int
+	prefix    int // positions encoded once (0: every step encodes all)
 	timesteps []float64
-	ids, mask []float32
+	ids, mask []float32 // [layers, seq-prefix]
 	uses      []usePositions
+}
+
+// ConditionerOptions tune a Conditioner.
+type ConditionerOptions struct {
+	// FullRecompute encodes every position at every step, as NeTI does,
+	// instead of the positions before the first placeholder once (the
+	// reference the reuse is tested and benchmarked against).
+	FullRecompute bool
 }
 
 type usePositions struct {
@@ -54,6 +69,11 @@ type usePositions struct {
 // positions; textual-inversion concepts with N vectors occupy N
 // consecutive positions) for the given sampler timesteps.
 func NewConditioner(dev *vk.Device, m *sd.Model, ids []int, uses []ConceptUse, timesteps []float64) (*Conditioner, error) {
+	return NewConditionerWith(dev, m, ids, uses, timesteps, ConditionerOptions{})
+}
+
+// NewConditionerWith is NewConditioner with options.
+func NewConditionerWith(dev *vk.Device, m *sd.Model, ids []int, uses []ConceptUse, timesteps []float64, o ConditionerOptions) (*Conditioner, error) {
 	L := m.UNet.CrossAttentionLayers()
 	c := &Conditioner{m: m, layers: L, seq: len(ids), d: m.Text.Hidden, timesteps: timesteps}
 	placeholder := map[int]bool{}
@@ -76,8 +96,11 @@ func NewConditioner(dev *vk.Device, m *sd.Model, ids []int, uses []ConceptUse, t
 		placeholder[u.TokenID] = true
 		c.uses = append(c.uses, up)
 	}
+	if !o.FullRecompute {
+		c.prefix = firstPlaceholder(c.uses)
+	}
 	for l := 0; l < L; l++ {
-		for _, id := range ids {
+		for _, id := range ids[c.prefix:] {
 			if placeholder[id] {
 				c.ids, c.mask = append(c.ids, 0), append(c.mask, 1)
 			} else {
@@ -95,25 +118,102 @@ func NewConditioner(dev *vk.Device, m *sd.Model, ids []int, uses []ConceptUse, t
 		}
 		c.uses[i].mapped = out
 	}
+	prefix := map[string][]float32{}
+	if c.prefix > 0 {
+		var err error
+		if prefix, err = encodePrefix(dev, m, ids[:c.prefix]); err != nil {
+			return nil, err
+		}
+	}
+	S := c.seq - c.prefix
 	b := graph.NewBuilder()
-	out := BuildText(b, m.Text, b.Input("ids", L, c.seq), b.Input("inject", L, c.seq, c.d), b.Input("mask", L, c.seq, 1), b.Input("bypass", L, c.seq, c.d))
+	var pre *TextPrefix
+	if c.prefix > 0 {
+		pre = &TextPrefix{Hidden: b.Input(prefixHidden, 1, c.prefix, c.d)}
+		for l := 0; l < m.Text.Layers; l++ {
+			pre.Cache.Keys = append(pre.Cache.Keys, b.Input(prefixKey(l), 1, c.prefix, c.d))
+			pre.Cache.Values = append(pre.Cache.Values, b.Input(prefixValue(l), 1, c.prefix, c.d))
+		}
+	}
+	out := BuildTextAfter(b, m.Text, b.Input("ids", L, S), b.Input("inject", L, S, c.d), b.Input("mask", L, S, 1), b.Input("bypass", L, S, c.d), pre)
 	b.Output("keys", out.Keys)
 	b.Output("values", out.Values)
 	g, err := b.Build()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("neti: text encoder: %w", err)
 	}
 	if c.text, err = graph.Compile(dev, g, m.TextWeights(), m.GraphOptions()); err != nil {
 		return nil, fmt.Errorf("neti: text encoder: %w", err)
 	}
-	if err := c.text.SetInput("ids", c.ids); err == nil {
-		err = c.text.SetInput("mask", c.mask)
-	}
-	if err != nil {
-		c.Close()
-		return nil, err
+	// Set once: the prefix and the tokens stay on the device for every step.
+	prefix["ids"], prefix["mask"] = c.ids, c.mask
+	for name, v := range prefix {
+		if err := c.text.SetInput(name, v); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("neti: text encoder input %s: %w", name, err)
+		}
 	}
 	return c, nil
+}
+
+// firstPlaceholder is the first position any concept occupies.
+func firstPlaceholder(uses []usePositions) int {
+	p := -1
+	for _, u := range uses {
+		if len(u.pos) > 0 && (p < 0 || u.pos[0] < p) {
+			p = u.pos[0]
+		}
+	}
+	return max(p, 0)
+}
+
+// Names of the prefix's tensors, outputs of the prefix program and inputs
+// of the per-step one.
+const prefixHidden = "prefix.hidden"
+
+func prefixKey(l int) string   { return fmt.Sprintf("prefix.keys.%d", l) }
+func prefixValue(l int) string { return fmt.Sprintf("prefix.values.%d", l) }
+
+// encodePrefix runs the text encoder once on the tokens before the first
+// placeholder and returns what every step needs of them: the final hidden
+// rows and each layer's self-attention keys and values. They come back to
+// the host once per prompt, to be set as inputs of the per-step program
+// (programs do not share device buffers).
+func encodePrefix(dev *vk.Device, m *sd.Model, ids []int) (map[string][]float32, error) {
+	P := len(ids)
+	b := graph.NewBuilder()
+	pre := BuildTextPrefix(b, m.Text, b.Input("ids", 1, P))
+	b.Output(prefixHidden, pre.Hidden)
+	for l := range pre.Cache.Keys {
+		b.Output(prefixKey(l), pre.Cache.Keys[l])
+		b.Output(prefixValue(l), pre.Cache.Values[l])
+	}
+	g, err := b.Build()
+	if err != nil {
+		return nil, fmt.Errorf("neti: text encoder prefix: %w", err)
+	}
+	p, err := graph.Compile(dev, g, m.TextWeights(), graph.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("neti: text encoder prefix: %w", err)
+	}
+	defer p.Close()
+	in := make([]float32, P)
+	for i, id := range ids {
+		in[i] = float32(id)
+	}
+	if err := p.SetInput("ids", in); err != nil {
+		return nil, fmt.Errorf("neti: text encoder prefix: %w", err)
+	}
+	if err := p.Run(); err != nil {
+		return nil, fmt.Errorf("neti: text encoder prefix: %w", err)
+	}
+	out := map[string][]float32{}
+	for name := range g.Outputs {
+		if out[name], err = p.Output(name); err != nil {
+			return nil, fmt.Errorf("neti: text encoder prefix: %w", err)
+		}
+	}
+	return out, nil
 }
 
 func checkConcept(m *sd.Model, c *plugin.Concept) error {
@@ -177,13 +277,14 @@ func (c *Conditioner) Step(i int) (keys, values [][]float32, err error) {
 		return nil, nil, fmt.Errorf("neti: step %d of %d", i, len(c.timesteps))
 	}
 	L, seq, D := c.layers, c.seq, c.d
-	inject := make([]float32, L*seq*D)
-	bypass := make([]float32, L*seq*D)
+	S := seq - c.prefix // positions this step encodes
+	inject := make([]float32, L*S*D)
+	bypass := make([]float32, L*S*D)
 	for _, u := range c.uses {
 		s := u.Strength
 		for l := 0; l < L; l++ {
 			for k, p := range u.pos {
-				row := (l*seq + p) * D
+				row := (l*S + p - c.prefix) * D
 				switch u.Concept.Kind {
 				case plugin.KindNeTI:
 					o := u.mapped[i*L+l]

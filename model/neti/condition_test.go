@@ -10,7 +10,7 @@ import (
 	"github.com/neti-project/neti/plugin"
 )
 
-func tinyModel(t *testing.T) *sd.Model {
+func tinyModel(t testing.TB) *sd.Model {
 	t.Helper()
 	m, _ := fixtures.SDTiny()
 	model, err := sd.Open(m.Root()+"/model", sd.Options{Weights: graph.WeightsF32}) // fp32 fixture references
@@ -245,5 +245,100 @@ func TestNeTIPipelineFixture(t *testing.T) {
 	want, _, _ := fc.OutputTensor("image")
 	if e := graph.MaxAbsDiff(res.Pixels, want); e > 2.0/255 {
 		t.Errorf("image: max difference %.4f (> 2/255)", e)
+	}
+}
+
+// Encoding the positions before the first placeholder once and only the
+// rest per step gives the contexts of encoding the whole prompt every
+// step: a long prefix, two concepts (the prefix ends at the first), a
+// placeholder right after BOS, and a prompt without concepts (no reuse).
+func TestConditionerPrefixReuse(t *testing.T) {
+	dev := device(t)
+	if dev == nil {
+		t.Skip("no Vulkan device")
+	}
+	model := tinyModel(t)
+	tok := model.Tokenizer
+	a := tinyConcept(t)
+	a.Token = "<a>"
+	b := tinyConcept(t)
+	b.Token = "<b>"
+	for i := range b.Weights.OutB.Data {
+		b.Weights.OutB.Data[i] += 0.3 * float32(i%7-3)
+	}
+	idA, err := tok.AddToken("<a>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idB, err := tok.AddToken("<b>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	useA := ConceptUse{Concept: a, TokenID: idA, Truncation: -1, Strength: 1}
+	useB := ConceptUse{Concept: b, TokenID: idB, Truncation: 16, Strength: 0.8}
+	// long is as many words as leave about 20 positions after them.
+	long := ""
+	for {
+		ids, n, _ := tok.EncodePadded(long + "a red circle ")
+		if n > len(ids)-20 {
+			break
+		}
+		long += "a red circle "
+	}
+	for _, tc := range []struct {
+		name   string
+		prompt string
+		uses   []ConceptUse
+	}{
+		{"long_prefix", long + "<a>", []ConceptUse{useA}},
+		{"two_concepts", "a photo of <a> next to <b> on a table", []ConceptUse{useA, useB}},
+		{"two_concepts_late", long + "<b> and <a>", []ConceptUse{useA, useB}},
+		{"placeholder_first", "<a> on a table", []ConceptUse{useA}},
+		{"no_concept", "a photo of a table", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ids, _, _ := tok.EncodePadded(tc.prompt)
+			first := -1
+			for i, id := range ids {
+				if (id == idA || id == idB) && first < 0 {
+					first = i
+				}
+			}
+			steps := []float64{999, 1}
+			encode := func(full bool) (*Conditioner, [][][]float32) {
+				c, err := NewConditionerWith(dev, model, ids, tc.uses, steps, ConditionerOptions{FullRecompute: full})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				var kv [][][]float32 // [step*2 + keys|values][layer]
+				for i := range steps {
+					k, v, err := c.Step(i)
+					if err != nil {
+						t.Fatal(err)
+					}
+					kv = append(kv, k, v)
+				}
+				return c, kv
+			}
+			reuse, got := encode(false)
+			full, want := encode(true)
+			if full.prefix != 0 || reuse.prefix != max(first, 0) {
+				t.Fatalf("prefix %d (full recompute %d), want %d", reuse.prefix, full.prefix, max(first, 0))
+			}
+			if tc.name == "long_prefix" && reuse.prefix < 40 {
+				t.Fatalf("the long prefix is only %d tokens", reuse.prefix)
+			}
+			for i := range want {
+				for l := range want[i] {
+					if len(got[i][l]) != len(want[i][l]) {
+						t.Fatalf("step %d layer %d: %d values, want %d", i/2, l, len(got[i][l]), len(want[i][l]))
+					}
+					if e := graph.RelErr(got[i][l], want[i][l]); e > 1e-4 {
+						t.Errorf("step %d layer %d %s: relative error %.3g", i/2, l, []string{"keys", "values"}[i%2], e)
+					}
+				}
+			}
+		})
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 // tinyConcept loads sd-tiny's NeTI mapper (neti/mapper.safetensors and
 // mapper_config.json) as a concept.
-func tinyConcept(t *testing.T) *plugin.Concept {
+func tinyConcept(t testing.TB) *plugin.Concept {
 	t.Helper()
 	m, err := fixtures.SDTiny()
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 // the placeholder) feed the values (neti.md §2.2, §3.3).
 type TextOutputs struct {
 	Keys, Values *graph.Tensor // [n, seq, D]
-	PreLN        *graph.Tensor // [n, seq, D], before the final layer norm
+	PreLN        *graph.Tensor // [n, seq, D] before the final layer norm (BuildTextAfter: the suffix's rows only)
 }
 
 // BuildText adds NeTI's text encoding for n copies of a prompt (one per
@@ -20,7 +20,38 @@ type TextOutputs struct {
 // elsewhere, so that values = LN(H + |H| * bypass) = LN(h + alpha*|h|*v/|v|)
 // at the placeholder and LN(H) everywhere else.
 func BuildText(b *graph.Builder, c clip.Config, ids, inject, mask, bypass *graph.Tensor) TextOutputs {
-	enc := clip.Build(b, c, ids, inject, mask)
+	return BuildTextAfter(b, c, ids, inject, mask, bypass, nil)
+}
+
+// TextPrefix is a prompt's positions before its first placeholder encoded
+// once, batch 1: CLIP is causal and the mappers reach only positions from
+// the first placeholder on, so these rows are the same for every
+// (timestep, layer), and so are the keys and values later positions attend
+// to in each CLIP layer.
+type TextPrefix struct {
+	Cache  clip.Prefix
+	Hidden *graph.Tensor // [1, P, D], after the final layer norm
+}
+
+// BuildTextPrefix encodes ids [1, P], the tokens before the first
+// placeholder.
+func BuildTextPrefix(b *graph.Builder, c clip.Config, ids *graph.Tensor) TextPrefix {
+	enc := clip.Build(b, c, ids, nil, nil)
+	return TextPrefix{Cache: enc.Cache, Hidden: enc.Hidden}
+}
+
+// BuildTextAfter is BuildText computing only the positions after pre (nil:
+// none): ids, inject, mask and bypass cover positions P..seq-1 ([n, seq-P,
+// ...]). Keys and Values are still the whole [n, seq, D], the prefix's
+// hidden rows (the same in both: the bypass is at placeholders only)
+// broadcast over n before the suffix's, so the consumer sees no
+// difference; PreLN covers the suffix only.
+func BuildTextAfter(b *graph.Builder, c clip.Config, ids, inject, mask, bypass *graph.Tensor, pre *TextPrefix) TextOutputs {
+	var cache *clip.Prefix
+	if pre != nil {
+		cache = &pre.Cache
+	}
+	enc := clip.BuildAfter(b, c, ids, inject, mask, cache)
 	h := enc.PreLN
 	hPass := b.Add(h, b.Mul(b.RowNorm(h), bypass))
 	var values *graph.Tensor
@@ -28,5 +59,13 @@ func BuildText(b *graph.Builder, c clip.Config, ids, inject, mask, bypass *graph
 		defer b.Scope("text_model")()
 		values = clip.FinalNorm(b, c, hPass)
 	}()
-	return TextOutputs{Keys: enc.Hidden, Values: values, PreLN: h}
+	keys := enc.Hidden
+	if pre != nil {
+		rows := pre.Hidden
+		if n := ids.Dim(0); n > 1 && rows.Dim(0) == 1 {
+			rows = b.Add(rows, b.Const(make([]float32, n), n, 1, 1)) // exact: x + 0 = x
+		}
+		keys, values = b.Concat(rows, keys, 1), b.Concat(rows, values, 1)
+	}
+	return TextOutputs{Keys: keys, Values: values, PreLN: h}
 }

@@ -1,4 +1,5 @@
-# neti: `make` builds bin/neti; `make test` runs every check CI runs;
+# neti: `make` builds bin/neti (with the preview window; `make headless` for a
+# build that links no X11); `make test` runs every check CI runs;
 # `make demo` sets up a fresh Debian machine and generates with the built-in model.
 GO       ?= go
 GLSLC    ?= glslc
@@ -6,11 +7,22 @@ SHADERS  := $(wildcard shaders/*.comp)
 SPV      := $(SHADERS:.comp=.spv)
 export VK_ICD_FILENAMES ?= $(firstword $(wildcard /usr/share/vulkan/icd.d/lvp_icd.x86_64.json))
 
-.PHONY: all build shaders test bench demo demo-train deps vet fmt clean
+.PHONY: all build headless shaders test bench demo demo-train deps vet fmt clean
 
 all: build
 
+# The preview window (--preview, neti view) needs the build tag `preview`;
+# glfw's tag `vulkan` links libvulkan instead of libGL at build time (both
+# are only needed to link: GLFW loads them at run time, and our binding
+# dlopens libvulkan). The binary then needs libX11 to start.
+PREVIEW_TAGS := preview,vulkan
+XVFB := xvfb-run -a -s "-screen 0 1280x720x24"
+
 build:
+	$(GO) build -tags $(PREVIEW_TAGS) -o bin/neti ./cmd/neti
+
+# Headless: links libc only, never needs X; --preview says it was not built.
+headless:
 	$(GO) build -o bin/neti ./cmd/neti
 
 # Recompile every shader; the .spv files are committed and embedded.
@@ -24,6 +36,7 @@ deps:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags $(PREVIEW_TAGS) ./vk/ ./internal/preview/ ./cmd/neti/
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # The whole suite: dependencies, formatting and vet, the tests with the
@@ -32,6 +45,10 @@ test: deps vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./vk/
 	GOEXPERIMENT=cgocheck2 $(GO) test -count=1 ./vk/
+	# The preview window on a virtual X server: screenshots of the window
+	# must show the image pixel for pixel.
+	$(XVFB) $(GO) test -count=1 -tags $(PREVIEW_TAGS) ./internal/preview/
+	$(XVFB) $(GO) test -count=1 -tags $(PREVIEW_TAGS) -run 'Preview|View' ./cmd/neti/
 	@scripts/fuzz.sh
 
 bench: deps

@@ -2,7 +2,10 @@
 # Installs the Debian packages neti needs, only when one is missing
 # (idempotent and quiet when everything is there already).
 set -e
-PKGS="mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-validationlayers glslc spirv-tools gcc pkg-config"
+# The second line is for the preview window (make builds it): X11 headers
+# for glfw, and Xvfb + xwd for its test.
+PKGS="mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-validationlayers glslc spirv-tools gcc pkg-config
+libx11-dev libxrandr-dev libxinerama-dev libxcursor-dev libxi-dev libxxf86vm-dev libgl1-mesa-dev xvfb xauth x11-apps"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -53,6 +53,12 @@ type Options struct {
 	// SubmitTimeout bounds each wait for the device (0 = 10 minutes,
 	// negative = wait forever), so a hung GPU becomes an error, not a hang.
 	SubmitTimeout time.Duration
+	// Present also enables what showing pictures in an X11 window needs
+	// (instance extensions VK_KHR_surface and VK_KHR_xlib_surface, device
+	// extension VK_KHR_swapchain); NewDevice fails with an error wrapping
+	// ErrNoPresent where the driver lacks them. Off, nothing changes for
+	// headless use.
+	Present bool
 }
 
 // DeviceInfo describes a physical device and what this package can use of it.
@@ -187,7 +193,7 @@ func ListDevices() ([]DeviceInfo, error) {
 	if err := ensureLoaded(); err != nil {
 		return nil, err
 	}
-	inst, err := createInstance(false, 0)
+	inst, err := createInstance(false, false, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +210,7 @@ func ListDevices() ([]DeviceInfo, error) {
 	return out, nil
 }
 
-func createInstance(validation bool, sink cgo.Handle) (*C.NvInstance, error) {
+func createInstance(validation, present bool, sink cgo.Handle) (*C.NvInstance, error) {
 	if v := uint32(C.nv_instance_version()); v < 1<<22|1<<12 {
 		return nil, fmt.Errorf("%w: the Vulkan loader supports only Vulkan %s, 1.1 is required; %s",
 			ErrNoVulkan, apiString(v), installHint)
@@ -214,12 +220,19 @@ func createInstance(validation bool, sink cgo.Handle) (*C.NvInstance, error) {
 			return nil, err
 		}
 	}
+	if present {
+		for _, ext := range []string{"VK_KHR_surface", "VK_KHR_xlib_surface"} {
+			if !hasInstanceExt("", ext) {
+				return nil, fmt.Errorf("%w: the Vulkan loader and drivers do not offer %s", ErrNoPresent, ext)
+			}
+		}
+	}
 	portability := hasInstanceExt("", "VK_KHR_portability_enumeration")
 	inst := (*C.NvInstance)(C.calloc(1, C.size_t(unsafe.Sizeof(C.NvInstance{}))))
 	if inst == nil {
 		return nil, fmt.Errorf("vk: create instance: %w", ErrOutOfHostMemory)
 	}
-	r := C.nv_create_instance(cbool(validation), cbool(portability), C.uintptr_t(sink), inst)
+	r := C.nv_create_instance(cbool(validation), cbool(portability), cbool(present), C.uintptr_t(sink), inst)
 	if r != C.VK_SUCCESS {
 		C.free(unsafe.Pointer(inst))
 		res := Result(r)
@@ -541,7 +554,7 @@ func NewDevice(opts Options) (*Device, error) {
 
 	d := &Device{opts: opts, log: &messageLog{}, children: map[child]struct{}{}}
 	d.sink = cgo.NewHandle(d.log)
-	inst, err := createInstance(opts.Validation, d.sink)
+	inst, err := createInstance(opts.Validation, opts.Present, d.sink)
 	if err != nil {
 		d.sink.Delete()
 		return nil, err
@@ -597,7 +610,10 @@ func (d *Device) open() error {
 		d.timeout = t
 	}
 
-	r := C.nv_create_device(d.pd, p.raw, cbool(d.f16), cbool(d.coop), &d.dev, &d.queue)
+	if d.opts.Present && p.raw.hasSwapchain == 0 {
+		return fmt.Errorf("%w: device %d (%s) has no VK_KHR_swapchain", ErrNoPresent, idx, d.info.Name)
+	}
+	r := C.nv_create_device(d.pd, p.raw, cbool(d.f16), cbool(d.coop), cbool(d.opts.Present), &d.dev, &d.queue)
 	if r != C.VK_SUCCESS {
 		return fmt.Errorf("vk: create device %d (%s): %w", idx, d.info.Name, Result(r))
 	}

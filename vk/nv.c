@@ -16,6 +16,7 @@
 // without layers). Extension commands are fetched per instance instead.
 #define NV_FUNCS(X) \
 	X(vkGetInstanceProcAddr) \
+	X(vkGetDeviceProcAddr) \
 	X(vkCreateInstance) \
 	X(vkEnumerateInstanceLayerProperties) \
 	X(vkEnumerateInstanceExtensionProperties) \
@@ -203,7 +204,7 @@ static void messenger_info(VkDebugUtilsMessengerCreateInfoEXT *mi, uintptr_t sin
 	mi->pUserData = (void *)sink;
 }
 
-VkResult nv_create_instance(int validation, int portability, uintptr_t sink, NvInstance *out) {
+VkResult nv_create_instance(int validation, int portability, int present, uintptr_t sink, NvInstance *out) {
 	memset(out, 0, sizeof *out);
 	VkApplicationInfo app = {0};
 	app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
@@ -212,7 +213,7 @@ VkResult nv_create_instance(int validation, int portability, uintptr_t sink, NvI
 	app.apiVersion = VK_API_VERSION_1_2;
 
 	const char *layers[1];
-	const char *exts[2];
+	const char *exts[4];
 	uint32_t nlayers = 0, nexts = 0;
 	VkInstanceCreateInfo ci = {0};
 	ci.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
@@ -229,6 +230,12 @@ VkResult nv_create_instance(int validation, int portability, uintptr_t sink, NvI
 	if (portability) {
 		exts[nexts++] = VK_KHR_PORTABILITY_ENUMERATION_EXTENSION_NAME;
 		ci.flags |= VK_INSTANCE_CREATE_ENUMERATE_PORTABILITY_BIT_KHR;
+	}
+	if (present) {
+		// Go checked that both are there; asked for only by a preview
+		// window, so headless use never depends on window-system support.
+		exts[nexts++] = VK_KHR_SURFACE_EXTENSION_NAME;
+		exts[nexts++] = "VK_KHR_xlib_surface";
 	}
 	ci.enabledLayerCount = nlayers;
 	ci.ppEnabledLayerNames = layers;
@@ -315,6 +322,7 @@ VkResult nv_query_device(NvInstance *in, VkPhysicalDevice pd, NvDeviceInfo *info
 	info->hasFloat16Ext = has_device_ext(pd, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
 	info->hasPortability = has_device_ext(pd, "VK_KHR_portability_subset");
 	info->hasFeedback = has_device_ext(pd, VK_EXT_PIPELINE_CREATION_FEEDBACK_EXTENSION_NAME);
+	info->hasSwapchain = has_device_ext(pd, VK_KHR_SWAPCHAIN_EXTENSION_NAME);
 	int coopExt = in->coopProps != NULL && has_device_ext(pd, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME);
 
 	VkPhysicalDeviceProperties2 p2 = {0};
@@ -386,7 +394,7 @@ VkResult nv_query_device(NvInstance *in, VkPhysicalDevice pd, NvDeviceInfo *info
 }
 
 VkResult nv_create_device(VkPhysicalDevice pd, const NvDeviceInfo *info, int f16, int coop,
-	VkDevice *dev, VkQueue *queue) {
+	int swapchain, VkDevice *dev, VkQueue *queue) {
 	float priority = 1.0f;
 	VkDeviceQueueCreateInfo qi = {0};
 	qi.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;
@@ -394,7 +402,7 @@ VkResult nv_create_device(VkPhysicalDevice pd, const NvDeviceInfo *info, int f16
 	qi.queueCount = 1;
 	qi.pQueuePriorities = &priority;
 
-	const char *exts[5];
+	const char *exts[8];
 	uint32_t nexts = 0;
 	void *chain = NULL;
 
@@ -426,6 +434,9 @@ VkResult nv_create_device(VkPhysicalDevice pd, const NvDeviceInfo *info, int f16
 	}
 	if (info->hasFeedback) {
 		exts[nexts++] = VK_EXT_PIPELINE_CREATION_FEEDBACK_EXTENSION_NAME;
+	}
+	if (swapchain) {
+		exts[nexts++] = VK_KHR_SWAPCHAIN_EXTENSION_NAME;
 	}
 
 	VkDeviceCreateInfo ci = {0};
@@ -836,4 +847,12 @@ void nv_destroy_query_pool(VkDevice dev, VkQueryPool pool) {
 VkResult nv_query_results(VkDevice dev, VkQueryPool pool, uint32_t first, uint32_t count, uint64_t *out) {
 	return fn.vkGetQueryPoolResults(dev, pool, first, count, (size_t)count * 8, out, 8,
 		VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+}
+
+PFN_vkVoidFunction nv_instance_proc(VkInstance instance, const char *name) {
+	return fn.vkGetInstanceProcAddr(instance, name);
+}
+
+PFN_vkVoidFunction nv_device_proc(VkDevice dev, const char *name) {
+	return fn.vkGetDeviceProcAddr(dev, name);
 }

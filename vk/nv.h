@@ -67,7 +67,7 @@ typedef struct NvInstance {
 uint32_t nv_instance_version(void);
 int nv_has_layer(const char *layer);
 int nv_has_instance_ext(const char *layer, const char *ext);
-VkResult nv_create_instance(int validation, int portability, uintptr_t sink, NvInstance *out);
+VkResult nv_create_instance(int validation, int portability, int present, uintptr_t sink, NvInstance *out);
 void nv_destroy_instance(NvInstance *in);
 VkResult nv_enumerate_devices(NvInstance *in, uint32_t *count, VkPhysicalDevice *out);
 
@@ -91,13 +91,14 @@ typedef struct NvDeviceInfo {
 	int hasPortability;      // VK_KHR_portability_subset (must be enabled when present)
 	int hasCoop;             // VK_KHR_cooperative_matrix with the cooperativeMatrix feature
 	int hasFeedback;         // pipeline creation feedback (core 1.3 or VK_EXT_pipeline_creation_feedback)
+	int hasSwapchain;        // VK_KHR_swapchain (presentation to a window)
 	uint32_t coopCount;
 	VkCooperativeMatrixPropertiesKHR coop[NV_MAX_COOP];
 } NvDeviceInfo;
 
 VkResult nv_query_device(NvInstance *in, VkPhysicalDevice pd, NvDeviceInfo *info);
 VkResult nv_create_device(VkPhysicalDevice pd, const NvDeviceInfo *info, int f16, int coop,
-	VkDevice *dev, VkQueue *queue);
+	int swapchain, VkDevice *dev, VkQueue *queue);
 void nv_destroy_device(VkDevice dev);
 VkResult nv_device_wait_idle(VkDevice dev);
 
@@ -158,5 +159,10 @@ VkResult nv_write_set(VkDevice dev, VkDescriptorSet set, uint32_t n, const VkBuf
 VkResult nv_create_query_pool(VkDevice dev, uint32_t count, VkQueryPool *pool);
 void nv_destroy_query_pool(VkDevice dev, VkQueryPool pool);
 VkResult nv_query_results(VkDevice dev, VkQueryPool pool, uint32_t first, uint32_t count, uint64_t *out);
+
+// Entry points by name, for the window-system (WSI) helpers in present.c:
+// extension commands are not in the loader's export table.
+PFN_vkVoidFunction nv_instance_proc(VkInstance instance, const char *name);
+PFN_vkVoidFunction nv_device_proc(VkDevice dev, const char *name);
 
 #endif

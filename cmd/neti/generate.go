@@ -4,6 +4,7 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"image"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/internal/pngmeta"
+	"github.com/neti-project/neti/internal/preview"
 	"github.com/neti-project/neti/internal/progress"
 	"github.com/neti-project/neti/model/builtin"
 	"github.com/neti-project/neti/model/neti"
@@ -30,6 +32,10 @@ type genFlags struct {
 	cfg                                                 float64
 	seed                                                int64
 	quiet, verbose, dryRun, noHalf                      bool
+	preview, previewHold                                bool
+	// previewShown, when set (tests), is called with the window after the
+	// last image is shown in it.
+	previewShown func(win *preview.Window, img *image.NRGBA)
 }
 
 func runGenerate(args []string, stdout, stderr io.Writer) error {
@@ -57,6 +63,8 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "also print the device, the compiled programs and their planned memory")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan (sizes, planned peak device memory, VAE tiling) and exit")
 	fs.BoolVar(&f.noHalf, "no-half", false, "keep the model's weights in fp32 on the device (default: fp16 where the device has 16-bit storage, half the memory; also NETI_DISABLE_F16=1)")
+	fs.BoolVar(&f.preview, "preview", false, "show the image forming in a window (every step, then the result); without a display it says why and goes on")
+	fs.BoolVar(&f.previewHold, "preview-hold", true, "with --preview: keep the window open after the last image until it is closed (Esc, q, Enter)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -155,11 +163,14 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 		return dryRun(f, m, opts, decOpts, stdout)
 	}
 
-	dev, err := vk.NewDevice(vk.Options{Device: f.device})
+	dev, win, err := openDevice(f.device, f.preview, "neti: "+f.prompt, f.width, f.height, stderr)
 	if err != nil {
 		return err
 	}
 	defer dev.Close()
+	pv := &previewer{win: win, stderr: stderr}
+	defer pv.close()
+	lf := m.LatentFactor()
 	if len(uses) > 0 {
 		opts.Concepts = func(ts []float64) (pipeline.Conditioning, error) {
 			return neti.NewConditioner(dev, m, conceptIDs, uses, ts)
@@ -181,6 +192,10 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 		bar := progress.New(stderr, label, f.steps, progress.Options{Quiet: f.quiet})
 		o.OnStep = func(s pipeline.Step) error {
 			bar.Step(s.Index + 1)
+			if pv.active() {
+				pv.title(fmt.Sprintf("neti: %s (seed %d) step %d/%d", f.prompt, o.Seed, s.Index+1, s.Total))
+				pv.latents(s.Latents, m.VAE.LatentChannels, f.height/lf, f.width/lf)
+			}
 			return nil
 		}
 		res, err := p.Generate(o)
@@ -211,6 +226,16 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintln(stdout, out)
+		if pv.active() {
+			pv.title(fmt.Sprintf("neti: %s (seed %d) -> %s", f.prompt, o.Seed, out))
+			pv.image(res.Image)
+			if f.previewShown != nil && k == len(outputs)-1 && pv.active() {
+				f.previewShown(pv.win, res.Image)
+			}
+		}
+	}
+	if f.previewHold {
+		pv.hold()
 	}
 	return nil
 }

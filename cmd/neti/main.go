@@ -29,6 +29,7 @@ func commands() []command {
 		{"train", "train a NeTI concept from a folder of images", runTrain},
 		{"import", "convert a NeTI checkpoint or textual-inversion embedding to a concept file", runImport},
 		{"generate", "generate images from a prompt", runGenerate},
+		{"view", "interactive concept explorer: keys change truncation, seed, strength, concept", runView},
 		{"model", "model tools: 'model init' writes a random-weight model for benchmarks", runModel},
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/model/neti"
+	"github.com/neti-project/neti/model/pipeline"
 	"github.com/neti-project/neti/model/sd"
 	"github.com/neti-project/neti/plugin"
 	"github.com/neti-project/neti/vk"
@@ -43,6 +44,11 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	device := fs.String("device", "", "Vulkan device index or name (default: NETI_DEVICE, else the best)")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	noHalf := fs.Bool("no-half", false, "keep the frozen model weights in fp32 on the device (default: fp16 where the device has 16-bit storage; the mapper always trains in fp32)")
+	showPreview := fs.Bool("preview", false, "show a validation sample in a window while training (forming step by step, then decoded); without a display it says why and goes on")
+	previewEvery := fs.Int("preview-every", 50, "with --preview: make a new validation sample every N optimizer steps")
+	previewPrompt := fs.String("preview-prompt", "", `with --preview: the validation prompt (default "a photo of a <token>", for style "a painting in the style of <token>")`)
+	previewSteps := fs.Int("preview-steps", 20, "with --preview: denoising steps of the validation sample")
+	previewHold := fs.Bool("preview-hold", true, "with --preview: keep the window open after training until it is closed (Esc, q, Enter)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -105,9 +111,12 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	} else if concept, err = neti.NewConcept(base, *token, *initToken, rng); err != nil {
 		return err
 	}
+	if *showPreview && (*previewEvery < 1 || *previewSteps < 1 || *previewSteps > 1000) {
+		return errors.New("--preview-every must be positive and --preview-steps in 1..1000")
+	}
 	topts := neti.TrainOptions{Batch: *batch, Accum: *accum, LR: *lr, Templates: templates, Seed: *seed, DropoutProb: 0.5,
 		Checkpointing: mode, MemoryBudget: budget}
-	dev, err := vk.NewDevice(vk.Options{Device: *device})
+	dev, win, err := openDevice(*device, *showPreview && !*dryRun, "neti train "+*token, size, size, stderr)
 	if err != nil && !*dryRun {
 		return err
 	}
@@ -144,6 +153,8 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	defer dev.Close()
+	pv := &previewer{win: win, stderr: stderr}
+	defer pv.close()
 	tr, err := neti.NewTrainer(dev, base, concept, imgs, size, topts)
 	if err != nil {
 		return err
@@ -165,6 +176,19 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			c.Optimizer = nil
 		}
 		return plugin.Write(path, c, plugin.EncodeOptions{Compact: compact})
+	}
+	var val *validator
+	if pv.active() {
+		prompt := *previewPrompt
+		if prompt == "" {
+			prompt = "a photo of a " + *token
+			if *property == "style" {
+				prompt = "a painting in the style of " + *token
+			}
+		}
+		val = &validator{dev: dev, m: base, tr: tr, pv: pv, prompt: prompt, steps: *previewSteps, size: size, seed: *seed, stderr: stderr}
+		defer val.close()
+		val.sample()
 	}
 	interrupt := make(chan os.Signal, 1)
 	signal.Notify(interrupt, os.Interrupt)
@@ -197,6 +221,9 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			eta := time.Duration(float64(*steps-tr.Steps())/rate) * time.Second
 			fmt.Fprintf(stderr, "\rstep %d/%d  loss %.4f  %.2f it/s  ETA %s   ", tr.Steps(), *steps, smooth, rate, eta.Round(time.Second))
 		}
+		if val != nil && tr.Steps()%*previewEvery == 0 && tr.Steps() < *steps {
+			val.sample()
+		}
 		if *saveEvery > 0 && tr.Steps()%*saveEvery == 0 && tr.Steps() < *steps {
 			if err := save(*out, false); err != nil {
 				return err
@@ -210,6 +237,12 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s, %d steps)\n", *out, *token, tr.Steps())
+	if val != nil {
+		val.sample()
+		if *previewHold {
+			pv.hold()
+		}
+	}
 	return nil
 }
 
@@ -251,6 +284,75 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q", s)
 	}
 	return int64(v * mult), nil
+}
+
+// validator makes `neti train --preview`'s validation sample: the concept
+// as trained so far, generated with a fixed prompt and seed, so that
+// successive samples differ only by training.
+type validator struct {
+	dev    *vk.Device
+	m      *sd.Model
+	tr     *neti.Trainer
+	pv     *previewer
+	pl     *pipeline.Pipeline
+	prompt string
+	steps  int
+	size   int
+	seed   uint64
+	stderr io.Writer
+}
+
+// sample shows a new validation sample. A failure closes the window with
+// one message; training goes on.
+func (v *validator) sample() {
+	if !v.pv.active() {
+		return
+	}
+	if err := v.generate(); err != nil {
+		fmt.Fprintf(v.stderr, "\npreview: validation sample: %v; closing the window, training goes on\n", err)
+		v.pv.close()
+	}
+}
+
+func (v *validator) generate() error {
+	c, err := v.tr.Snapshot()
+	if err != nil {
+		return err
+	}
+	files := []neti.ConceptFile{{Path: "(training)", Concept: c, Truncation: -1, Scale: 1}}
+	ids, uses, _, err := conceptPrompt(v.m, v.prompt, files)
+	if err != nil {
+		return err
+	}
+	if v.pl == nil {
+		v.pl = pipeline.New(v.m, v.dev)
+	}
+	lf := v.m.LatentFactor()
+	step := v.tr.Steps()
+	o := pipeline.Options{
+		Prompt: v.prompt, Steps: v.steps, CFGScale: 7.5, Width: v.size, Height: v.size, Seed: v.seed,
+		Concepts: func(ts []float64) (pipeline.Conditioning, error) {
+			return neti.NewConditioner(v.dev, v.m, ids, uses, ts)
+		},
+		OnStep: func(s pipeline.Step) error {
+			v.pv.title(fmt.Sprintf("neti train: %q after %d steps (sample step %d/%d)", v.prompt, step, s.Index+1, s.Total))
+			v.pv.latents(s.Latents, v.m.VAE.LatentChannels, v.size/lf, v.size/lf)
+			return nil
+		},
+	}
+	res, err := v.pl.Generate(o)
+	if err != nil {
+		return err
+	}
+	v.pv.title(fmt.Sprintf("neti train: %q after %d steps", v.prompt, step))
+	v.pv.image(res.Image)
+	return nil
+}
+
+func (v *validator) close() {
+	if v.pl != nil {
+		v.pl.Close()
+	}
 }
 
 // checkWritable fails early (before minutes of work) when the output's

@@ -192,7 +192,7 @@ func encodePrefix(dev *vk.Device, m *sd.Model, ids []int) (map[string][]float32,
 	if err != nil {
 		return nil, fmt.Errorf("neti: text encoder prefix: %w", err)
 	}
-	p, err := graph.Compile(dev, g, m.TextWeights(), graph.Options{})
+	p, err := graph.Compile(dev, g, m.TextWeights(), m.GraphOptions())
 	if err != nil {
 		return nil, fmt.Errorf("neti: text encoder prefix: %w", err)
 	}

@@ -37,17 +37,21 @@ phase_train() {
 	mkdir -p /tmp/img
 	train star testdata/fixtures/sd-shapes/concept-star shape
 	train moon testdata/concepts/moon shape
+	# Same seed, same device: the same bytes as the committed plugins.
+	for c in star moon; do
+		if cmp -s "$OUT/$c.neti" "examples/concepts/$c.neti"; then echo "$c.neti: identical to the committed file" >>"$LOG"; else echo "$c.neti: DIFFERS from the committed file" >>"$LOG"; fi
+	done
 	stamp generate
 	for s in 1000 1001 1002 1003; do
 		$B/neti generate --quiet -p "a photo of a <star>" --concept "$OUT/star.neti" --seed $s -o /tmp/img/star-$s.png >>"$LOG" 2>&1
-		$B/neti generate --quiet -p "a photo of a <moon>" --concept "$OUT/moon.neti" --seed $s -o /tmp/img/moon-$s.png >>"$LOG" 2>&1
-		$B/neti generate --quiet -p "a <star> on a <moon> background" --concept "$OUT/star.neti" --concept "$OUT/moon.neti" --seed $s -o /tmp/img/both-$s.png >>"$LOG" 2>&1
+		$B/neti generate --quiet -p "a <moon> on a red background" --concept "$OUT/moon.neti" --seed $s -o /tmp/img/moon-$s.png >>"$LOG" 2>&1
+		$B/neti generate --quiet -p "a <star> and a <moon> on a blue background" --concept "$OUT/star.neti" --concept "$OUT/moon.neti" --seed $s -o /tmp/img/both-$s.png >>"$LOG" 2>&1
 	done
 	tar cf "$OUT/images.tar" -C /tmp/img .
 }
 
 phase_tests() {
-	for p in vk graph model/clip model/unet model/vae model/sd model/neti model/pipeline; do
+	for p in vk graph internal/preview model/clip model/unet model/vae model/sd model/neti model/pipeline; do
 		n=$(echo $p | tr / _)
 		stamp "test $p" >>"$OUT/tests.txt"
 		(cd "$R/$p" && timeout 60 $B/$n.test -test.count=1 2>&1 | tail -25) >>"$OUT/tests.txt"
@@ -56,21 +60,27 @@ phase_tests() {
 
 phase_bench() {
 	stamp "bench graph"
-	(cd "$R/graph" && timeout 120 $B/graph.test -test.run '^$' -test.bench 'MatMul|Conv2d|Attention' -test.benchtime 5x 2>&1) >>"$OUT/bench.txt"
+	(cd "$R/graph" && timeout 120 $B/graph.test -test.run '^$' -test.bench 'MatMul|Conv2d|Attention' -test.benchtime 10x 2>&1) >>"$OUT/bench.txt"
 }
 
 phase_sd15() {
 	stamp "sd15 init"
 	timeout 90 $B/neti model init --config sd15 --out /tmp/sd15 >>"$LOG" 2>&1
 	stamp "sd15 bench"
-	(cd "$R/model/sd" && NETI_BENCH_SD15_DIR=/tmp/sd15 timeout 120 $B/model_sd.test -test.run '^$' -test.bench 'UNetStep|Plan512' -test.benchtime 5x 2>&1) >>"$OUT/bench.txt"
-	stamp "sd15 generate 512"
-	t=$SECONDS; timeout 120 $B/neti generate -m /tmp/sd15 -p "a photo of a cat" --steps 25 --seed 1 -o /tmp/sd15.png 2>&1 | tr '\r' '\n' | tail -3 >>"$LOG"
-	echo "generate sd15 512 25 steps: $((SECONDS-t)) s wall" >>"$LOG"
-	stamp "sd15 train 512"
-	t=$SECONDS; timeout 150 $B/neti train -m /tmp/sd15 --images testdata/fixtures/sd-shapes/concept-star --token "<star>" --init-token a \
-		--resolution 512 --steps 4 --batch-size 2 --grad-accum 1 --save-every 0 -o /tmp/sd15-star.neti 2>&1 | tr '\r' '\n' | tail -6 >>"$LOG"
-	echo "train sd15 512 4 steps: $((SECONDS-t)) s wall" >>"$LOG"
+	(cd "$R/model/sd" && NETI_BENCH_SD15_DIR=/tmp/sd15 timeout 150 $B/model_sd.test -test.run '^$' -test.bench 'UNetStep|Plan512' -test.benchtime 10x -test.v 2>&1 | grep -v '^=== ') >>"$OUT/bench.txt"
+	for h in "" --no-half; do
+		stamp "sd15 generate 512 $h"
+		t=$SECONDS; timeout 120 $B/neti generate $h -m /tmp/sd15 -p "a photo of a cat" --steps 25 --seed 1 -o /tmp/sd15.png 2>&1 | tr '\r' '\n' | tail -2 >>"$LOG"
+		echo "generate sd15 512 25 steps $h: $((SECONDS-t)) s wall" >>"$LOG"
+	done
+	stamp "sd15 train plan"
+	timeout 60 $B/neti train --dry-run -m /tmp/sd15 --images testdata/fixtures/sd-shapes/concept-star --token "<star>" --init-token a --resolution 512 --batch-size 2 >>"$LOG" 2>&1
+	for ck in off on; do
+		stamp "sd15 train 512 checkpointing $ck"
+		t=$SECONDS; timeout 150 $B/neti train -m /tmp/sd15 --images testdata/fixtures/sd-shapes/concept-star --token "<star>" --init-token a \
+			--resolution 512 --steps 6 --batch-size 2 --grad-accum 1 --save-every 0 --checkpointing $ck -o /tmp/sd15-star.neti 2>&1 | tr '\r' '\n' | grep -v '^$' | tail -3 >>"$LOG"
+		echo "train sd15 512 6 steps checkpointing $ck: $((SECONDS-t)) s wall" >>"$LOG"
+	done
 }
 
 # Training and the tests share the GPU (timings of neither are reported from

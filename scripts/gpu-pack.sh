@@ -4,7 +4,7 @@
 # (tar + a large xz dictionary shares the embedded model between binaries).
 set -e
 d=$(mktemp -d)
-for p in vk graph model/clip model/unet model/vae model/sd model/neti model/pipeline; do
+for p in vk graph internal/preview model/clip model/unet model/vae model/sd model/neti model/pipeline; do
 	go test -c -ldflags='-s -w' -o "$d/$(echo $p | tr / _).test" ./$p
 done
 go build -ldflags='-s -w' -o "$d/neti" ./cmd/neti

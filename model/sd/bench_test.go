@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/neti-project/neti/graph"
 	"github.com/neti-project/neti/model/weights"
@@ -52,6 +53,18 @@ func benchUNet(b *testing.B, dev *vk.Device, m *Model, latent int) {
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
 	b.ReportMetric(float64(st.Dispatches), "dispatches")
 	b.ReportMetric(float64(st.PeakBytes())/(1<<20), "MiB-planned")
+	if ops, err := u.Profile(); err == nil {
+		var total time.Duration
+		for _, o := range ops {
+			total += o.Time
+		}
+		b.ReportMetric(float64(total.Microseconds())/1000, "gpu-ms/step")
+		for i, o := range ops {
+			if i < 8 {
+				b.Logf("%-22s %4d x  %8.2f ms  %4.1f%%", o.Op, o.Count, float64(o.Time.Microseconds())/1000, 100*float64(o.Time)/float64(total))
+			}
+		}
+	}
 }
 
 // BenchmarkUNetStep: sd-tiny's UNet at its 16x16 latent, and (opt-in,
@@ -88,12 +101,19 @@ func BenchmarkUNetStep(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		m, err := Open(dir, Options{})
-		if err != nil {
-			b.Fatal(err)
+		// fp16 weights (the default where the device has 16-bit storage)
+		// and fp32, with a per-op GPU profile in the log.
+		for _, prec := range []string{graph.WeightsF16, graph.WeightsF32} {
+			b.Run(prec, func(b *testing.B) {
+				m, err := Open(dir, Options{Weights: prec})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer m.Close()
+				m.Profile = true
+				benchUNet(b, dev, m, 64)
+			})
 		}
-		defer m.Close()
-		benchUNet(b, dev, m, 64)
 	})
 }
 

@@ -302,6 +302,10 @@ func (u *UNet) Predict(sample []float32, timesteps []float32) ([]float32, error)
 // Stats are the program's planned memory and dispatches.
 func (u *UNet) Stats() graph.Stats { return u.p.Stats() }
 
+// Profile is the last Predict's GPU time per op kind, largest first (the
+// model must have been compiled with Model.Profile).
+func (u *UNet) Profile() ([]graph.OpTime, error) { return u.p.Profile() }
+
 // Close releases the program.
 func (u *UNet) Close() error { return u.p.Close() }
 

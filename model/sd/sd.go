@@ -54,6 +54,9 @@ type Model struct {
 	// has 16-bit storage; graph.WeightsF32: everything fp32, as the
 	// fixture comparisons need for fp32 reference models).
 	Weights string
+	// Profile records a GPU timestamp after every op of the programs the
+	// model compiles, for UNet.Profile (benchmarks and tuning).
+	Profile bool
 
 	text, unet, vae weights.Store
 	closers         []func() error
@@ -65,7 +68,7 @@ func (m *Model) GraphOptions() graph.Options {
 	if w == "" {
 		w = graph.WeightsF16
 	}
-	return graph.Options{Weights: w}
+	return graph.Options{Weights: w, Profile: m.Profile}
 }
 
 // Options tune Open.

@@ -18,9 +18,6 @@ func TestMatMul(t *testing.T) {
 		{2, 130, 66, 17, false, false, true},
 		{2, 19, 300, 33, false, true, true}, // wide C: matmul_rows on CPU devices
 		{1, 70, 257, 9, true, false, false},
-		// 256 tiles of 128x128: matmul_big on GPU devices (bigMatmul).
-		{16, 500, 500, 24, false, false, false},
-		{16, 500, 390, 21, true, true, true},
 	} {
 		s := s
 		cases = append(cases, opCase{

@@ -24,10 +24,6 @@ func (o matmulOp) record(r *recorder, n *Node) error {
 		groups := [3]uint32{uint32(ceilDiv(o.n, 256)), uint32(ceilDiv(o.m, 8)), uint32(o.batch)}
 		return r.dispatch(r.weightVariant("matmul_rows", b), spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
 	}
-	if bigMatmul(o.batch, o.m, o.n) {
-		groups := [3]uint32{uint32(ceilDiv(o.n, 128)), uint32(ceilDiv(o.m, 128)), uint32(o.batch)}
-		return r.dispatch(r.weightVariant("matmul_big", b), spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
-	}
 	groups := [3]uint32{uint32(ceilDiv(o.n, 64)), uint32(ceilDiv(o.m, 64)), uint32(o.batch)}
 	return r.dispatch(r.weightVariant("matmul", b), spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
 }
@@ -59,14 +55,6 @@ func (o binaryOp) record(r *recorder, n *Node) error {
 	}
 	same := sameShape(o.aShape, o.out) && sameShape(o.bShape, o.out)
 	return r.dispatch("binary", []uint32{uint32(o.kind), b32(same)}, push, r.grid(ceilDiv(total, 256)), n.In, []*Tensor{n.Out})
-}
-
-// bigMatmul says when the 128x128-tile kernel pays: with at least 256 such
-// tiles (two per multiprocessor of a large GPU) every multiprocessor stays
-// busy, and each shared-memory load feeds twice the arithmetic of the 64x64
-// kernel; below that, the smaller tiles' extra parallelism wins.
-func bigMatmul(batch, m, n int) bool {
-	return m >= 128 && n >= 128 && batch*ceilDiv(m, 128)*ceilDiv(n, 128) >= 256
 }
 
 // errNoKernel marks ops whose shader is not written yet; Compile fails with

@@ -60,7 +60,7 @@ phase_tests() {
 
 phase_bench() {
 	stamp "bench graph"
-	(cd "$R/graph" && timeout 120 $B/graph.test -test.run '^$' -test.bench 'MatMul|Conv2d|Attention' -test.benchtime 10x 2>&1) >>"$OUT/bench.txt"
+	(cd "$R/graph" && timeout 120 $B/graph.test -test.run '^$' -test.bench "${BENCH:-MatMul|Conv2d|Attention}" -test.benchtime 10x 2>&1) >>"$OUT/bench.txt"
 }
 
 phase_sd15() {

@@ -67,11 +67,12 @@ func benchUNet(b *testing.B, dev *vk.Device, m *Model, latent int) {
 	}
 }
 
-// BenchmarkUNetStep: sd-tiny's UNet at its 16x16 latent, and (opt-in,
-// NETI_BENCH_SD15=1) SD 1.5's at 512x512 with random weights written by
-// WriteRandom (about 2 GB; NETI_BENCH_SD15_DIR reuses a folder made by
-// `neti model init`). SD 1.5 is skipped where its plan does not fit the
-// device (lavapipe: 3.4 GiB of fp32 weights against a 1.5 GiB budget).
+// BenchmarkUNetStep: sd-tiny's UNet at its 16x16 latent, and (with
+// NETI_BENCH_SD15=1, which `make bench` sets) SD 1.5's at 512x512 with
+// random weights written by WriteRandom (about 2 GB; NETI_BENCH_SD15_DIR
+// reuses a folder made by `neti model init`), with fp16 and fp32 weights.
+// SD 1.5 is skipped where its plan does not fit the device (lavapipe: 1.8
+// GiB with fp16 weights against a 1.5 GiB budget).
 func BenchmarkUNetStep(b *testing.B) {
 	b.Run("sd-tiny-128", func(b *testing.B) {
 		dev := benchDevice(b)

@@ -8,13 +8,16 @@ set -e
 BIN=${BIN:-bin/neti}
 OUT=${OUT:-demo-out}
 C=${CONCEPTS:-examples/concepts}
+# 15 DPM++ steps keep the demo to a few minutes on a CPU (the model's
+# README recommends 25; the images barely change).
+S="--steps ${STEPS:-15}"
 mkdir -p "$OUT"
 "$BIN" devices
-"$BIN" generate -p "a red circle on a blue background" --seed 1 -o "$OUT/red-circle.png"
-"$BIN" generate -p "a yellow triangle on a green background" --seed 2 -o "$OUT/yellow-triangle.png"
+"$BIN" generate $S -p "a red circle on a blue background" --seed 1 -o "$OUT/red-circle.png"
+"$BIN" generate $S -p "a yellow triangle on a green background" --seed 2 -o "$OUT/yellow-triangle.png"
 "$BIN" inspect "$C/star.neti"
-"$BIN" generate --concept "$C/star.neti" -p "a photo of a <star>" --seed 1000 -o "$OUT/star.png"
-"$BIN" generate --concept "$C/star.neti:trunc=8" -p "a photo of a <star>" --seed 1000 -o "$OUT/star-trunc8.png"
-"$BIN" generate --concept "$C/moon.neti" -p "a <moon> on a red background" --seed 1001 -o "$OUT/moon.png"
-"$BIN" generate --concept "$C/star.neti" --concept "$C/moon.neti" -p "a <star> and a <moon> on a blue background" --seed 1002 -o "$OUT/star-and-moon.png"
+"$BIN" generate $S --concept "$C/star.neti" -p "a photo of a <star>" --seed 1000 -o "$OUT/star.png"
+"$BIN" generate $S --concept "$C/star.neti:trunc=8" -p "a photo of a <star>" --seed 1000 -o "$OUT/star-trunc8.png"
+"$BIN" generate $S --concept "$C/moon.neti" -p "a <moon> on a red background" --seed 1001 -o "$OUT/moon.png"
+"$BIN" generate $S --concept "$C/star.neti" --concept "$C/moon.neti" -p "a <star> and a <moon> on a blue background" --seed 1002 -o "$OUT/star-and-moon.png"
 echo "demo: images in $OUT/"

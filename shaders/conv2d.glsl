@@ -19,14 +19,7 @@ layout(constant_id = 2) const bool HAS_BIAS = false;
 // output channels (conv_out has 3 or 4), which would otherwise compute a
 // 64-channel tile to keep a handful.
 layout(constant_id = 3) const uint TM = 4;
-// Weight element type: WEIGHT_F16 (set by the _f16 variant) stores the
-// weight operand as float16 (VK 16-bit storage); every read converts to
-// float, so arithmetic and accumulation stay fp32.
-#ifdef WEIGHT_F16
-#define WTYPE float16_t
-#else
-#define WTYPE float
-#endif
+#include "weight.glsl"
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer Wt { WTYPE w[]; };
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };

@@ -23,14 +23,7 @@
 // z = (image * channel tiles + channel tile) * phases + phase.
 #include "common.glsl"
 layout(local_size_x = 16, local_size_y = 16) in;
-// Weight element type: WEIGHT_F16 (set by the _f16 variant) stores the
-// weight operand as float16 (VK 16-bit storage); every read converts to
-// float, so arithmetic and accumulation stay fp32.
-#ifdef WEIGHT_F16
-#define WTYPE float16_t
-#else
-#define WTYPE float
-#endif
+#include "weight.glsl"
 layout(std430, binding = 0) readonly buffer DY { float dy[]; };
 layout(std430, binding = 1) readonly buffer Wt { WTYPE w[]; };
 layout(std430, binding = 2) writeonly buffer DX { float dx[]; };

@@ -31,14 +31,7 @@ layout(local_size_x_id = 2) in; // one subgroup per workgroup
 layout(constant_id = 0) const uint CB = 32; // input channels per invocation, a multiple of SG
 layout(constant_id = 1) const uint PX = 4; // input pixels per invocation
 layout(constant_id = 2) const uint SG = 8; // the device's subgroup size
-// Weight element type: WEIGHT_F16 (set by the _f16 variant) stores the
-// weight operand as float16 (VK 16-bit storage); every read converts to
-// float, so arithmetic and accumulation stay fp32.
-#ifdef WEIGHT_F16
-#define WTYPE float16_t
-#else
-#define WTYPE float
-#endif
+#include "weight.glsl"
 layout(std430, binding = 0) readonly buffer DY { float dy[]; };
 layout(std430, binding = 1) readonly buffer Wt { WTYPE w[]; };
 layout(std430, binding = 2) writeonly buffer DX { float dx[]; };

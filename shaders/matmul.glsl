@@ -11,14 +11,7 @@ layout(local_size_x = 16, local_size_y = 16) in;
 layout(constant_id = 0) const bool TRANS_A = false;
 layout(constant_id = 1) const bool TRANS_B = false;
 layout(constant_id = 2) const bool HAS_BIAS = false;
-// Weight element type: WEIGHT_F16 (set by the _f16 variant) stores the
-// weight operand as float16 (VK 16-bit storage); every read converts to
-// float, so arithmetic and accumulation stay fp32.
-#ifdef WEIGHT_F16
-#define WTYPE float16_t
-#else
-#define WTYPE float
-#endif
+#include "weight.glsl"
 layout(std430, binding = 0) readonly buffer A { float a[]; };
 layout(std430, binding = 1) readonly buffer B { WTYPE b[]; };
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };

@@ -131,13 +131,7 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 		}
 		f.width, f.height = lw, lh
 	}
-	if f.width == 0 {
-		f.width = m.DefaultSize()
-	}
-	if f.height == 0 {
-		f.height = m.DefaultSize()
-	}
-	if err := m.CheckSize(f.width, f.height); err != nil {
+	if f.width, f.height, err = imageSize(m, f.width, f.height); err != nil {
 		return err
 	}
 	seed := uint64(f.seed)
@@ -238,6 +232,18 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 		pv.hold()
 	}
 	return nil
+}
+
+// imageSize fills a zero width or height with the model's native size and
+// checks the result.
+func imageSize(m *sd.Model, w, h int) (int, int, error) {
+	if w == 0 {
+		w = m.DefaultSize()
+	}
+	if h == 0 {
+		h = m.DefaultSize()
+	}
+	return w, h, m.CheckSize(w, h)
 }
 
 // openGenModel opens -m, or the built-in model when none is given; noHalf

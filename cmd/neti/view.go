@@ -113,13 +113,7 @@ func view(f viewFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if f.width == 0 {
-		f.width = m.DefaultSize()
-	}
-	if f.height == 0 {
-		f.height = m.DefaultSize()
-	}
-	if err := m.CheckSize(f.width, f.height); err != nil {
+	if f.width, f.height, err = imageSize(m, f.width, f.height); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(f.outDir, 0o755); err != nil {

@@ -3,6 +3,7 @@ package graph
 import (
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -192,5 +193,25 @@ func TestHalfWeightChoice(t *testing.T) {
 	}
 	if _, err := Plan(g, Limits{}, Options{Weights: "bf16"}); err == nil {
 		t.Error("unknown precision accepted")
+	}
+}
+
+// chunks covers [0, n) exactly once, split or not.
+func TestChunks(t *testing.T) {
+	for _, n := range []int{0, 1, 1 << 18, 5<<18 + 3} {
+		seen := make([]int32, n)
+		var mu sync.Mutex
+		chunks(n, func(lo, hi int) {
+			mu.Lock()
+			defer mu.Unlock()
+			for i := lo; i < hi; i++ {
+				seen[i]++
+			}
+		})
+		for i, c := range seen {
+			if c != 1 {
+				t.Fatalf("n %d: index %d done %d times", n, i, c)
+			}
+		}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/neti-project/neti/shaders"
@@ -322,9 +324,13 @@ func (p *Program) write(t *Tensor, v []float32) error {
 	var b []byte
 	if p.half[t.root().id] {
 		b = make([]byte, (2*len(v)+3)&^3)
-		for i, x := range v {
-			binary.LittleEndian.PutUint16(b[2*i:], f16Bits(x))
-		}
+		// A model's weights are a billion values: convert on every core
+		// (2 s of a 13 s SD 1.5 generation on one).
+		chunks(len(v), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				binary.LittleEndian.PutUint16(b[2*i:], f16Bits(v[i]))
+			}
+		})
 	} else {
 		b = make([]byte, 4*len(v))
 		for i, x := range v {
@@ -335,6 +341,26 @@ func (p *Program) write(t *Tensor, v []float32) error {
 		return fmt.Errorf("graph: upload %s: %w", t.describe(), err)
 	}
 	return nil
+}
+
+// chunks runs fn over [0, n) split among the CPU cores when n is large.
+func chunks(n int, fn func(lo, hi int)) {
+	const grain = 1 << 18
+	parts := min(runtime.NumCPU(), n/grain)
+	if parts <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < parts; i++ {
+		lo, hi := i*n/parts, (i+1)*n/parts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	wg.Wait()
 }
 
 // SetInput copies an input's values to the device; it persists until set

@@ -83,6 +83,18 @@ phase_sd15() {
 	done
 }
 
+# The SD 1.5 UNet step's GPU time per op and shape (NETI_PROFILE_DETAIL),
+# and a timed fp16 generation.
+phase_profile() {
+	stamp "sd15 init"
+	[ -d /tmp/sd15 ] || timeout 90 $B/neti model init --config sd15 --out /tmp/sd15 >>"$LOG" 2>&1
+	stamp "sd15 profile"
+	(cd "$R/model/sd" && NETI_PROFILE_DETAIL=1 NETI_BENCH_SD15_DIR=/tmp/sd15 timeout 150 $B/model_sd.test -test.run '^$' -test.bench 'UNetStep/sd15-512/f16' -test.benchtime 5x -test.v 2>&1 | grep -v '^=== ') >>"$OUT/profile.txt"
+	stamp "sd15 generate 512"
+	t=$SECONDS; timeout 120 $B/neti generate -m /tmp/sd15 -p "a photo of a cat" --steps 25 --seed 1 -o /tmp/sd15.png 2>&1 | tr '\r' '\n' | tail -2 >>"$LOG"
+	echo "generate sd15 512 25 steps: $((SECONDS-t)) s wall" >>"$LOG"
+}
+
 # Training and the tests share the GPU (timings of neither are reported from
 # this part); the benchmarks then run alone.
 if [ $# -eq 0 ]; then

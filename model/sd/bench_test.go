@@ -60,7 +60,7 @@ func benchUNet(b *testing.B, dev *vk.Device, m *Model, latent int) {
 		}
 		b.ReportMetric(float64(total.Microseconds())/1000, "gpu-ms/step")
 		for i, o := range ops {
-			if i < 8 {
+			if i < 8 || os.Getenv("NETI_PROFILE_DETAIL") == "1" && i < 40 {
 				b.Logf("%-22s %4d x  %8.2f ms  %4.1f%%", o.Op, o.Count, float64(o.Time.Microseconds())/1000, 100*float64(o.Time)/float64(total))
 			}
 		}

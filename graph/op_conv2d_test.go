@@ -34,7 +34,7 @@ func TestConv2d(t *testing.T) {
 		{name: "3x3_o17_tm2", n: 1, c: 6, h: 10, w: 9, o: 17, kh: 3, kw: 3, p: Pad(1, 1), bias: true},
 		{name: "3x3_o33_tm4", n: 1, c: 2, h: 5, w: 70, o: 33, kh: 3, kw: 3, p: Pad(1, 1)},
 		{name: "1x1_s2", n: 1, c: 9, h: 11, w: 11, o: 10, kh: 1, kw: 1, p: Pad(2, 0), bias: true},
-		// More pixels than one CPU workgroup covers (64 x 4), the last block
+		// More pixels than one CPU workgroup covers (SG x PX = 8 x 16 on lavapipe), the last block
 		// partly empty, and channel counts between the CPU kernel's blocks.
 		{name: "3x3_2blocks_o12", n: 1, c: 3, h: 20, w: 23, o: 12, kh: 3, kw: 3, p: Pad(1, 1), bias: true},
 		{name: "3x3_s2_o40", n: 2, c: 5, h: 37, w: 30, o: 40, kh: 3, kw: 3, p: Pad(2, 1)},
@@ -114,7 +114,7 @@ func TestConv2dShapeErrors(t *testing.T) {
 }
 
 // TestConvCPUFor checks the CPU kernels' channel blocks (a power of two
-// from one subgroup to 32, so few pipelines cover every convolution) and
+// from one subgroup to 64, so few pipelines cover every convolution) and
 // that devices without subgroup broadcasts keep the GPU kernels.
 func TestConvCPUFor(t *testing.T) {
 	lavapipe := vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic", "vote", "ballot"}}
@@ -126,12 +126,13 @@ func TestConvCPUFor(t *testing.T) {
 		want     convCPU
 		ok       bool
 	}{
-		{"conv_out", lavapipe, 4, convCPU{oc: 8, px: 4, sg: 8}, true},
-		{"8", lavapipe, 8, convCPU{oc: 8, px: 4, sg: 8}, true},
-		{"9", lavapipe, 9, convCPU{oc: 16, px: 4, sg: 8}, true},
-		{"17", lavapipe, 17, convCPU{oc: 32, px: 4, sg: 8}, true},
-		{"320", lavapipe, 320, convCPU{oc: 32, px: 4, sg: 8}, true},
-		{"subgroup_32", wide, 4, convCPU{oc: 32, px: 4, sg: 32}, true},
+		{"conv_out", lavapipe, 4, convCPU{oc: 8, px: 16, sg: 8}, true},
+		{"8", lavapipe, 8, convCPU{oc: 8, px: 16, sg: 8}, true},
+		{"9", lavapipe, 9, convCPU{oc: 16, px: 16, sg: 8}, true},
+		{"17", lavapipe, 17, convCPU{oc: 32, px: 16, sg: 8}, true},
+		{"33", lavapipe, 33, convCPU{oc: 64, px: 16, sg: 8}, true},
+		{"320", lavapipe, 320, convCPU{oc: 64, px: 16, sg: 8}, true},
+		{"subgroup_32", wide, 4, convCPU{oc: 32, px: 16, sg: 32}, true},
 		{"no_ballot", vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic"}}, 64, convCPU{}, false},
 		{"no_subgroups", vk.DeviceInfo{}, 64, convCPU{}, false},
 		{"subgroup_not_pow2", vk.DeviceInfo{SubgroupSize: 12, SubgroupOps: []string{"ballot"}}, 64, convCPU{}, false},

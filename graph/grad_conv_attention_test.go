@@ -51,7 +51,7 @@ func TestConv2dBwdInput(t *testing.T) {
 		{name: "1x1_s2", n: 1, c: 9, h: 11, w: 11, o: 10, kh: 1, kw: 1, p: Pad(2, 0)},
 		{name: "2x2_s3_pad", n: 1, c: 3, h: 8, w: 7, o: 4, kh: 2, kw: 2, p: convParams(3, 3, 1, 2, 0, 1)},
 		{name: "3x3_s3", n: 2, c: 4, h: 9, w: 10, o: 5, kh: 3, kw: 3, p: Pad(3, 0)},
-		// More pixels per phase than one CPU workgroup covers (64 x 4), the
+		// More pixels per phase than one CPU workgroup covers (SG x PX = 8 x 16 on lavapipe), the
 		// last block partly empty, and channel counts between its blocks.
 		{name: "3x3_2blocks_c12", n: 1, c: 12, h: 20, w: 23, o: 5, kh: 3, kw: 3, p: Pad(1, 1)},
 		{name: "3x3_s2_2blocks_c40", n: 1, c: 40, h: 40, w: 37, o: 6, kh: 3, kw: 3, p: Pad(2, 1)},

@@ -34,7 +34,7 @@ func TestConv2d(t *testing.T) {
 		{name: "3x3_o17_tm2", n: 1, c: 6, h: 10, w: 9, o: 17, kh: 3, kw: 3, p: Pad(1, 1), bias: true},
 		{name: "3x3_o33_tm4", n: 1, c: 2, h: 5, w: 70, o: 33, kh: 3, kw: 3, p: Pad(1, 1)},
 		{name: "1x1_s2", n: 1, c: 9, h: 11, w: 11, o: 10, kh: 1, kw: 1, p: Pad(2, 0), bias: true},
-		// More pixels than one CPU workgroup covers (64 x 4), the last block
+		// More pixels than one CPU workgroup covers (SG x PX = 8 x 16 on lavapipe), the last block
 		// partly empty, and channel counts between the CPU kernel's blocks.
 		{name: "3x3_2blocks_o12", n: 1, c: 3, h: 20, w: 23, o: 12, kh: 3, kw: 3, p: Pad(1, 1), bias: true},
 		{name: "3x3_s2_o40", n: 2, c: 5, h: 37, w: 30, o: 40, kh: 3, kw: 3, p: Pad(2, 1)},
@@ -114,8 +114,9 @@ func TestConv2dShapeErrors(t *testing.T) {
 }
 
 // TestConvCPUFor checks the CPU kernels' channel blocks (a power of two
-// from one subgroup to 32, so few pipelines cover every convolution) and
-// that devices without subgroup broadcasts keep the GPU kernels.
+// from one subgroup to 64, so few pipelines cover every convolution), their
+// pixel blocks (16 per lane, down to 4 for small images) and that devices
+// without subgroup broadcasts keep the GPU kernels.
 func TestConvCPUFor(t *testing.T) {
 	lavapipe := vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic", "vote", "ballot"}}
 	wide := vk.DeviceInfo{SubgroupSize: 32, SubgroupOps: []string{"basic", "ballot"}}
@@ -123,21 +124,28 @@ func TestConvCPUFor(t *testing.T) {
 		name     string
 		info     vk.DeviceInfo
 		channels int
+		pixels   int
 		want     convCPU
 		ok       bool
 	}{
-		{"conv_out", lavapipe, 4, convCPU{oc: 8, px: 4, sg: 8}, true},
-		{"8", lavapipe, 8, convCPU{oc: 8, px: 4, sg: 8}, true},
-		{"9", lavapipe, 9, convCPU{oc: 16, px: 4, sg: 8}, true},
-		{"17", lavapipe, 17, convCPU{oc: 32, px: 4, sg: 8}, true},
-		{"320", lavapipe, 320, convCPU{oc: 32, px: 4, sg: 8}, true},
-		{"subgroup_32", wide, 4, convCPU{oc: 32, px: 4, sg: 32}, true},
-		{"no_ballot", vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic"}}, 64, convCPU{}, false},
-		{"no_subgroups", vk.DeviceInfo{}, 64, convCPU{}, false},
-		{"subgroup_not_pow2", vk.DeviceInfo{SubgroupSize: 12, SubgroupOps: []string{"ballot"}}, 64, convCPU{}, false},
-		{"subgroup_128", vk.DeviceInfo{SubgroupSize: 128, SubgroupOps: []string{"ballot"}}, 64, convCPU{}, false},
+		{"conv_out", lavapipe, 4, 256, convCPU{oc: 8, px: 16, sg: 8}, true},
+		{"8", lavapipe, 8, 256, convCPU{oc: 8, px: 16, sg: 8}, true},
+		{"9", lavapipe, 9, 256, convCPU{oc: 16, px: 16, sg: 8}, true},
+		{"17", lavapipe, 17, 256, convCPU{oc: 32, px: 16, sg: 8}, true},
+		{"33", lavapipe, 33, 256, convCPU{oc: 64, px: 16, sg: 8}, true},
+		{"320", lavapipe, 320, 4096, convCPU{oc: 64, px: 16, sg: 8}, true},
+		// Small images: blocks of 64 or 32 pixels, never fewer than 4 per lane.
+		{"8x8", lavapipe, 64, 64, convCPU{oc: 64, px: 8, sg: 8}, true},
+		{"65px", lavapipe, 64, 65, convCPU{oc: 64, px: 16, sg: 8}, true},
+		{"4x4", lavapipe, 64, 16, convCPU{oc: 64, px: 4, sg: 8}, true},
+		{"1px", lavapipe, 64, 1, convCPU{oc: 64, px: 4, sg: 8}, true},
+		{"subgroup_32", wide, 4, 256, convCPU{oc: 32, px: 8, sg: 32}, true},
+		{"no_ballot", vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic"}}, 64, 256, convCPU{}, false},
+		{"no_subgroups", vk.DeviceInfo{}, 64, 256, convCPU{}, false},
+		{"subgroup_not_pow2", vk.DeviceInfo{SubgroupSize: 12, SubgroupOps: []string{"ballot"}}, 64, 256, convCPU{}, false},
+		{"subgroup_128", vk.DeviceInfo{SubgroupSize: 128, SubgroupOps: []string{"ballot"}}, 64, 256, convCPU{}, false},
 	} {
-		got, ok := convCPUFor(c.info, c.channels)
+		got, ok := convCPUFor(c.info, c.channels, c.pixels)
 		if ok != c.ok || (ok && got != c.want) {
 			t.Errorf("%s: convCPUFor = %+v, %v; want %+v, %v", c.name, got, ok, c.want, c.ok)
 		}

@@ -1,6 +1,10 @@
 package graph
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/neti-project/neti/vk"
+)
 
 func TestMatMul(t *testing.T) {
 	type mm struct {
@@ -18,6 +22,12 @@ func TestMatMul(t *testing.T) {
 		{2, 130, 66, 17, false, false, true},
 		{2, 19, 300, 33, false, true, true}, // wide C: matmul_rows on CPU devices
 		{1, 70, 257, 9, true, false, false},
+		// N and K (and M where A is transposed) multiples of 4: matmul_sg
+		// on CPU devices, with partial row and column tiles.
+		{2, 37, 36, 20, false, false, false},
+		{3, 20, 44, 12, true, false, false},
+		{2, 33, 68, 16, false, true, true},
+		{2, 36, 40, 24, true, true, false},
 	} {
 		s := s
 		cases = append(cases, opCase{
@@ -41,7 +51,7 @@ func TestMatMul(t *testing.T) {
 	for _, s := range []struct {
 		rows, in, out int
 		bias          bool
-	}{{1, 1, 1, true}, {77, 32, 96, true}, {5, 300, 7, false}, {130, 64, 65, true}} {
+	}{{1, 1, 1, true}, {77, 32, 96, true}, {5, 300, 7, false}, {130, 64, 65, true}, {45, 40, 36, false}} {
 		s := s
 		cases = append(cases, opCase{
 			name: caseName("linear", s.rows, s.in, s.out, s.bias),
@@ -74,5 +84,34 @@ func TestMatMulShapeErrors(t *testing.T) {
 	b.Linear(b.Input("x", 3, 4), b.Input("w", 5, 6), nil)
 	if _, err := b.Build(); err == nil {
 		t.Fatal("linear mismatch gave no build error")
+	}
+}
+
+// TestMatMulSGFor checks when the CPU kernels use matmul_sg.comp: its loads
+// and stores are vec4, so N and K (and M where A is transposed) must be
+// multiples of 4, C at least half a workgroup wide, and the device needs
+// subgroup broadcasts and a subgroup narrow enough for 64-row blocks.
+func TestMatMulSGFor(t *testing.T) {
+	lavapipe := vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic", "vote", "ballot"}}
+	for _, c := range []struct {
+		name string
+		info vk.DeviceInfo
+		op   matmulOp
+		ok   bool
+	}{
+		{"square", lavapipe, matmulOp{batch: 1, m: 1024, n: 1024, k: 1024}, true},
+		{"odd_m", lavapipe, matmulOp{batch: 2, m: 77, n: 768, k: 768, transB: true}, true},
+		{"odd_m_trans_a", lavapipe, matmulOp{batch: 1, m: 77, n: 768, k: 768, transA: true}, false},
+		{"m4_trans_a", lavapipe, matmulOp{batch: 1, m: 76, n: 768, k: 768, transA: true}, true},
+		{"odd_n", lavapipe, matmulOp{batch: 1, m: 64, n: 66, k: 64}, false},
+		{"odd_k", lavapipe, matmulOp{batch: 1, m: 64, n: 64, k: 65}, false},
+		{"narrow", lavapipe, matmulOp{batch: 1, m: 4096, n: 28, k: 64}, false},
+		{"no_ballot", vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic"}}, matmulOp{batch: 1, m: 64, n: 64, k: 64}, false},
+		{"subgroup_32", vk.DeviceInfo{SubgroupSize: 32, SubgroupOps: []string{"ballot"}}, matmulOp{batch: 1, m: 64, n: 256, k: 64}, false},
+	} {
+		sg, rm, ok := matmulSGFor(c.info, c.op)
+		if ok != c.ok || ok && (sg != c.info.SubgroupSize || rm%(4*sg) != 0) {
+			t.Errorf("%s: matmulSGFor = %d, %d, %v; want ok %v", c.name, sg, rm, ok, c.ok)
+		}
 	}
 }

@@ -67,6 +67,14 @@ func TestWeightsF16(t *testing.T) {
 		{"matmul_shared_b_9x33x130", func(b *Builder) {
 			b.Output("y", b.MatMul(b.Input("x", 3, 9, 33), b.Weight("w", 33, 130), false, false))
 		}},
+		// N and K multiples of 4: matmul_sg_f16 on CPU devices.
+		{"linear_vec4_37x68x44", func(b *Builder) {
+			x := b.Input("x", 2, 37, 68)
+			b.Output("y", b.Linear(x, b.Weight("w", 44, 68), b.Weight("bias", 44)))
+		}},
+		{"matmul_vec4_shared_b_9x36x132", func(b *Builder) {
+			b.Output("y", b.MatMul(b.Input("x", 3, 9, 36), b.Weight("w", 36, 132), false, false))
+		}},
 		{"conv3x3_2x5x9x11_to_7", func(b *Builder) {
 			x := b.Input("x", 2, 5, 9, 11)
 			b.Output("y", b.Conv2d(x, b.Weight("w", 7, 5, 3, 3), b.Weight("bias", 7), Pad(1, 1)))

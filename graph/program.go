@@ -71,10 +71,13 @@ type Program struct {
 // device cannot give, is an error naming the tensor.
 func Compile(dev *vk.Device, g *Graph, weights WeightSource, opts Options) (p *Program, err error) {
 	info := dev.Info()
-	p = &Program{opts: opts, dev: dev, g: g, locs: map[int]loc{}, kernels: map[string]*vk.Kernel{}}
+	// The deferred cleanup holds its own reference: each "return nil, err"
+	// below sets p to nil before it runs.
+	prog := &Program{opts: opts, dev: dev, g: g, locs: map[int]loc{}, kernels: map[string]*vk.Kernel{}}
+	p = prog
 	defer func() {
 		if err != nil {
-			p.Close()
+			prog.Close()
 			p = nil
 		}
 	}()

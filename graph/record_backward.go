@@ -29,7 +29,7 @@ func (op conv2dBwdInputOp) record(r *recorder, n *Node) error {
 		// but a zero grid would leave dx unwritten.
 		return fmt.Errorf("conv2d backward: no input pixels")
 	}
-	cpu, ok := convCPUFor(r.p.dev.Info(), o.c)
+	cpu, ok := convCPUFor(r.p.dev.Info(), o.c, maxPhase)
 	if ok && r.cpuKernels() {
 		return op.recordCPU(r, n, cpu, phases, maxPhase)
 	}

@@ -22,7 +22,7 @@ func (o conv2dOp) record(r *recorder, n *Node) error {
 	if o.bias {
 		bias = n.In[2]
 	}
-	if c, ok := convCPUFor(r.p.dev.Info(), o.o); ok && r.cpuKernels() {
+	if c, ok := convCPUFor(r.p.dev.Info(), o.o, o.ho*o.wo); ok && r.cpuKernels() {
 		return o.recordCPU(r, n, x, w, bias, c)
 	}
 	pix := o.ho * o.wo
@@ -51,24 +51,33 @@ func (o conv2dOp) record(r *recorder, n *Node) error {
 // channels of px pixels.
 type convCPU struct{ oc, px, sg int }
 
-// convCPUFor picks the split for outputs of the given channel count, or
+// convCPUFor picks the split for outputs of the given channel count and
+// pixels per image (per stride phase for the input gradient), or
 // says the device cannot run the CPU kernels (they need subgroup
 // broadcasts). On lavapipe every load costs a loop over the SIMD lanes, so
-// an invocation keeps 32 channels x 4 pixels of accumulators: per input
-// channel and tap that is 4 + 4 loads for 128 multiply-adds (the fastest
-// of 8..64 channels x 1..8 pixels measured; bigger blocks also compile
-// slower, and lavapipe compiles each pipeline anew in every program).
-// Fewer output channels get a block of 16 or 8, at least a subgroup wide.
-func convCPUFor(info vk.DeviceInfo, channels int) (convCPU, bool) {
+// an invocation keeps 64 channels x 16 pixels of accumulators: per input
+// channel and tap that is 8 + 16 loads for 1024 multiply-adds. Measured at
+// the VAE's 128x64x64 and SD's 320x32x32 3x3 convolutions (forward and
+// input gradient), with the shaders' [[unroll]]: 32 x 4 ran 2 GFLOPS under
+// load where 64 x 16 ran 8-10, 64 x 8 7, 128 x 16 and 64 x 32 8-10; the
+// bigger blocks compile longer (lavapipe compiles each pipeline anew in
+// every program), so 64 x 16. Fewer output channels get a block of 32, 16
+// or 8, at least a subgroup wide; small images get 8 or 4 pixels, so a
+// 4x4 latent does not run one mostly empty block of 128 pixels per image
+// (2x64x4x4 took 3.3 ms with 16 pixels, 1.5 with 4).
+func convCPUFor(info vk.DeviceInfo, channels, pixels int) (convCPU, bool) {
 	sg := info.SubgroupSize
 	if sg < 1 || sg > 64 || sg&(sg-1) != 0 || !hasSubgroupOp(info, "ballot") {
 		return convCPU{}, false
 	}
-	c := convCPU{oc: 32, px: 4, sg: sg}
+	c := convCPU{oc: 64, px: 16, sg: sg}
 	for c.oc > sg && c.oc/2 >= channels {
 		c.oc /= 2
 	}
 	c.oc = max(c.oc, sg)
+	for c.px > 4 && sg*c.px/2 >= pixels {
+		c.px /= 2
+	}
 	return c, true
 }
 

@@ -24,6 +24,12 @@
 // Grid: x,y = block of SG*PX pixels of a phase (linear, split for the
 // per-dimension limit; phases smaller than the largest exit early),
 // z = (image * channel blocks + channel block) * phases + phase.
+//
+// The loops over the invocation's block carry [[unroll]]: NIR otherwise
+// stops unrolling once a body passes its size limit, the accumulators are
+// then indexed dynamically and live in memory, which is what kept blocks
+// above 32 x 4 from paying off (graph/record_convnorm.go convCPUFor).
+#extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_ballot : require
 #include "common.glsl"
@@ -72,7 +78,7 @@ void main() {
     uint dyBase = img * p.O * planeY;
     uint pix[PX];
     int oy0[PX], ox0[PX];
-    for (uint q = 0; q < PX; q++) {
+    [[unroll]] for (uint q = 0; q < PX; q++) {
         pix[q] = base + q * SG + lane;
         uint pc = min(pix[q], P - 1);
         oy0[q] = oyBase + int(pc / wx);
@@ -81,17 +87,17 @@ void main() {
     // The weight channels this lane loads for the subgroup (channels past C
     // repeat the last one).
     uint wCh[NW];
-    for (uint m = 0; m < NW; m++) wCh[m] = min(c0 + m * SG + lane, p.C - 1) * p.KH * p.KW;
+    [[unroll]] for (uint m = 0; m < NW; m++) wCh[m] = min(c0 + m * SG + lane, p.C - 1) * p.KH * p.KW;
     uint wStride = p.C * p.KH * p.KW; // from one output channel's weights to the next
 
     float acc[CB][PX];
-    for (uint j = 0; j < CB; j++) for (uint q = 0; q < PX; q++) acc[j][q] = 0.0;
+    [[unroll]] for (uint j = 0; j < CB; j++) [[unroll]] for (uint q = 0; q < PX; q++) acc[j][q] = 0.0;
 
     for (uint a = 0; a < nky; a++) {
         for (uint b = 0; b < nkx; b++) {
             uint dyOff[PX];
             bool inside[PX];
-            for (uint q = 0; q < PX; q++) {
+            [[unroll]] for (uint q = 0; q < PX; q++) {
                 int oy = oy0[q] - int(a), ox = ox0[q] - int(b);
                 inside[q] = oy >= 0 && oy < int(p.HO) && ox >= 0 && ox < int(p.WO);
                 dyOff[q] = dyBase + (inside[q] ? uint(oy) * p.WO + uint(ox) : 0);
@@ -99,18 +105,18 @@ void main() {
             uint t = (ry + p.SH * a) * p.KW + rx + p.SW * b;
             for (uint o = 0; o < p.O; o++) {
                 float v[PX];
-                for (uint q = 0; q < PX; q++) {
+                [[unroll]] for (uint q = 0; q < PX; q++) {
                     float g = dy[dyOff[q] + o * planeY];
                     v[q] = inside[q] ? g : 0.0;
                 }
                 uint k = o * wStride + t;
                 float wv[CB];
-                for (uint m = 0; m < NW; m++) {
+                [[unroll]] for (uint m = 0; m < NW; m++) {
                     float wl = float(w[wCh[m] + k]);
-                    for (uint i = 0; i < SG; i++) wv[m * SG + i] = subgroupBroadcast(wl, i);
+                    [[unroll]] for (uint i = 0; i < SG; i++) wv[m * SG + i] = subgroupBroadcast(wl, i);
                 }
-                for (uint j = 0; j < CB; j++) {
-                    for (uint q = 0; q < PX; q++) acc[j][q] += wv[j] * v[q];
+                [[unroll]] for (uint j = 0; j < CB; j++) {
+                    [[unroll]] for (uint q = 0; q < PX; q++) acc[j][q] += wv[j] * v[q];
                 }
             }
         }
@@ -118,14 +124,14 @@ void main() {
     uint plane = p.H * p.W;
     uint dxBase = img * p.C * plane;
     uint dxOff[PX];
-    for (uint q = 0; q < PX; q++) {
+    [[unroll]] for (uint q = 0; q < PX; q++) {
         uint pc = min(pix[q], P - 1);
         dxOff[q] = dxBase + (iy0 + p.SH * (pc / wx)) * p.W + ix0 + p.SW * (pc % wx);
     }
-    for (uint j = 0; j < CB; j++) {
+    [[unroll]] for (uint j = 0; j < CB; j++) {
         uint c = c0 + j;
         if (c < p.C) {
-            for (uint q = 0; q < PX; q++) {
+            [[unroll]] for (uint q = 0; q < PX; q++) {
                 if (pix[q] < P) dx[dxOff[q] + c * plane] = acc[j][q];
             }
         }

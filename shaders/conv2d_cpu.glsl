@@ -22,11 +22,17 @@
 // registers; lanes past the last pixel or channel compute clamped ones and
 // store nothing. Kernel size, stride and bias are push constants: they only
 // steer the loops around the channel loop, and lavapipe compiles every
-// pipeline of a process anew (about a second for this one), so one
+// pipeline of a process anew (seconds for this one), so one
 // pipeline per channel block serves every convolution.
 //
 // Grid: x,y = block of SG*PX output pixels (linear, split for the
 // per-dimension limit), z = image * output-channel blocks.
+//
+// The loops over the invocation's block carry [[unroll]]: NIR otherwise
+// stops unrolling once a body passes its size limit, the accumulators are
+// then indexed dynamically and live in memory, which is what kept blocks
+// above 32 x 4 from paying off (graph/record_convnorm.go convCPUFor).
+#extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_ballot : require
 #include "common.glsl"
@@ -65,7 +71,7 @@ void main() {
 
     uint pix[PX];
     int iy0[PX], ix0[PX];
-    for (uint q = 0; q < PX; q++) {
+    [[unroll]] for (uint q = 0; q < PX; q++) {
         pix[q] = base + q * SG + lane;
         uint pc = min(pix[q], P - 1);
         iy0[q] = int((pc / p.WO) * p.strideH) - int(p.padTop);
@@ -74,16 +80,16 @@ void main() {
     // The weight rows this lane loads for the subgroup (channels past O
     // repeat the last one).
     uint wRow[NW];
-    for (uint m = 0; m < NW; m++) wRow[m] = min(o0 + m * SG + lane, p.O - 1) * K;
+    [[unroll]] for (uint m = 0; m < NW; m++) wRow[m] = min(o0 + m * SG + lane, p.O - 1) * K;
 
     float acc[OC][PX];
-    for (uint j = 0; j < OC; j++) for (uint q = 0; q < PX; q++) acc[j][q] = 0.0;
+    [[unroll]] for (uint j = 0; j < OC; j++) [[unroll]] for (uint q = 0; q < PX; q++) acc[j][q] = 0.0;
 
     for (uint ky = 0; ky < p.KH; ky++) {
         for (uint kx = 0; kx < p.KW; kx++) {
             uint xOff[PX];
             bool inside[PX];
-            for (uint q = 0; q < PX; q++) {
+            [[unroll]] for (uint q = 0; q < PX; q++) {
                 int iy = iy0[q] + int(ky), ix = ix0[q] + int(kx);
                 inside[q] = iy >= 0 && iy < int(p.H) && ix >= 0 && ix < int(p.W);
                 xOff[q] = xBase + (inside[q] ? uint(iy) * p.W + uint(ix) : 0);
@@ -91,28 +97,28 @@ void main() {
             uint t = ky * p.KW + kx;
             for (uint c = 0; c < p.C; c++) {
                 float v[PX];
-                for (uint q = 0; q < PX; q++) {
+                [[unroll]] for (uint q = 0; q < PX; q++) {
                     float xv = x[xOff[q] + c * plane];
                     v[q] = inside[q] ? xv : 0.0;
                 }
                 uint k = c * KK + t;
                 float wv[OC];
-                for (uint m = 0; m < NW; m++) {
+                [[unroll]] for (uint m = 0; m < NW; m++) {
                     float wl = float(w[wRow[m] + k]);
-                    for (uint i = 0; i < SG; i++) wv[m * SG + i] = subgroupBroadcast(wl, i);
+                    [[unroll]] for (uint i = 0; i < SG; i++) wv[m * SG + i] = subgroupBroadcast(wl, i);
                 }
-                for (uint j = 0; j < OC; j++) {
-                    for (uint q = 0; q < PX; q++) acc[j][q] += wv[j] * v[q];
+                [[unroll]] for (uint j = 0; j < OC; j++) {
+                    [[unroll]] for (uint q = 0; q < PX; q++) acc[j][q] += wv[j] * v[q];
                 }
             }
         }
     }
     uint yBase = img * p.O * P;
-    for (uint j = 0; j < OC; j++) {
+    [[unroll]] for (uint j = 0; j < OC; j++) {
         uint o = o0 + j;
         if (o < p.O) {
             float b0 = p.hasBias != 0 ? bias[o] : 0.0;
-            for (uint q = 0; q < PX; q++) {
+            [[unroll]] for (uint q = 0; q < PX; q++) {
                 if (pix[q] < P) y[yBase + o * P + pix[q]] = acc[j][q] + b0;
             }
         }

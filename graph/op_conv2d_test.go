@@ -118,8 +118,9 @@ func TestConv2dShapeErrors(t *testing.T) {
 // pixel blocks (16 per lane, down to 4 for small images) and that devices
 // without subgroup broadcasts keep the GPU kernels.
 func TestConvCPUFor(t *testing.T) {
-	lavapipe := vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic", "vote", "ballot"}}
-	wide := vk.DeviceInfo{SubgroupSize: 32, SubgroupOps: []string{"basic", "ballot"}}
+	lavapipe := vk.DeviceInfo{Type: "cpu", SubgroupSize: 8, SubgroupOps: []string{"basic", "vote", "ballot"}}
+	wide := vk.DeviceInfo{Type: "cpu", SubgroupSize: 32, SubgroupOps: []string{"basic", "ballot"}}
+	gpu := vk.DeviceInfo{Type: "discrete", SubgroupSize: 32, SubgroupOps: []string{"basic", "ballot"}}
 	for _, c := range []struct {
 		name     string
 		info     vk.DeviceInfo
@@ -140,7 +141,10 @@ func TestConvCPUFor(t *testing.T) {
 		{"4x4", lavapipe, 64, 16, convCPU{oc: 64, px: 4, sg: 8}, true},
 		{"1px", lavapipe, 64, 1, convCPU{oc: 64, px: 4, sg: 8}, true},
 		{"subgroup_32", wide, 4, 256, convCPU{oc: 32, px: 8, sg: 32}, true},
-		{"no_ballot", vk.DeviceInfo{SubgroupSize: 8, SubgroupOps: []string{"basic"}}, 64, 256, convCPU{}, false},
+		// GPUs (tests only): small blocks that compile quickly.
+		{"gpu_320", gpu, 320, 4096, convCPU{oc: 32, px: 4, sg: 32}, true},
+		{"gpu_conv_out", gpu, 4, 64, convCPU{oc: 32, px: 4, sg: 32}, true},
+		{"no_ballot", vk.DeviceInfo{Type: "cpu", SubgroupSize: 8, SubgroupOps: []string{"basic"}}, 64, 256, convCPU{}, false},
 		{"no_subgroups", vk.DeviceInfo{}, 64, 256, convCPU{}, false},
 		{"subgroup_not_pow2", vk.DeviceInfo{SubgroupSize: 12, SubgroupOps: []string{"ballot"}}, 64, 256, convCPU{}, false},
 		{"subgroup_128", vk.DeviceInfo{SubgroupSize: 128, SubgroupOps: []string{"ballot"}}, 64, 256, convCPU{}, false},

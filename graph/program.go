@@ -221,6 +221,10 @@ func plan(g *Graph, l Limits, opts Options) (pools, Stats, error) {
 			}
 		}
 	}
+	if sz := normScratchBytes(g); sz > 0 { // groupnorm's chunk statistics, allocated when recording
+		st.ActivationBytes += sz
+		st.Buffers++
+	}
 	return ps, st, nil
 }
 

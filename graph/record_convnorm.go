@@ -197,13 +197,7 @@ func (r *recorder) normScratch(floats int) (*Tensor, error) {
 	if l, ok := r.p.locs[normScratchID]; ok && l.len >= int64(floats)*4 {
 		return t, nil
 	}
-	need := floats
-	for _, nd := range r.p.g.Nodes {
-		if gn, ok := nd.Op.(groupNormOp); ok {
-			need = max(need, gn.scratchFloats())
-		}
-	}
-	size := int64(need) * 4
+	size := max(int64(floats)*4, normScratchBytes(r.p.g))
 	if lim := int64(r.p.dev.Info().MaxStorageBufferRange); lim > 0 && size > lim {
 		return nil, fmt.Errorf("scratch of %d bytes exceeds one storage binding (%d)", size, lim)
 	}
@@ -213,7 +207,17 @@ func (r *recorder) normScratch(floats int) (*Tensor, error) {
 	}
 	r.p.bufs = append(r.p.bufs, buf)
 	r.p.locs[normScratchID] = loc{buf: buf, off: 0, len: size}
-	r.p.stats.ActivationBytes += size
-	r.p.stats.Buffers = len(r.p.bufs)
 	return t, nil
+}
+
+// normScratchBytes is the size of the groupnorm scratch a graph needs (0
+// without groupnorms); Plan counts it, so planned and compiled memory agree.
+func normScratchBytes(g *Graph) int64 {
+	need := 0
+	for _, nd := range g.Nodes {
+		if gn, ok := nd.Op.(groupNormOp); ok {
+			need = max(need, gn.scratchFloats())
+		}
+	}
+	return int64(need) * 4
 }

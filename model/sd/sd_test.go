@@ -269,12 +269,12 @@ func TestPlanMatchesCompile(t *testing.T) {
 	}
 	defer u.Close()
 	got := u.Stats()
-	// Compile adds groupnorm's statistics scratch (a few hundred bytes) to
-	// the activations; Plan leaves it out.
-	if plan.WeightBytes != got.WeightBytes || plan.IOBytes != got.IOBytes ||
-		got.ActivationBytes < plan.ActivationBytes || got.ActivationBytes > plan.ActivationBytes+plan.ActivationBytes/100 {
+	// Everything but the dispatch count, groupnorm's scratch included.
+	got.Dispatches = 0
+	if plan != got {
 		t.Errorf("plan %+v, compiled %+v", plan, got)
 	}
+	got = u.Stats()
 	if got.Dispatches == 0 {
 		t.Error("no dispatches recorded")
 	}

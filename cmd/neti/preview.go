@@ -56,6 +56,8 @@ func tryPreview(device, title string, w, h int) (*preview.Window, *vk.Device, er
 type previewer struct {
 	win    *preview.Window
 	stderr io.Writer
+	// shown, when set (tests), is called after each final image is shown.
+	shown func(*preview.Window, *image.NRGBA)
 }
 
 func (p *previewer) active() bool { return p.win != nil && !p.win.Closed() }
@@ -74,7 +76,12 @@ func (p *previewer) show(s preview.Source) {
 }
 
 func (p *previewer) latents(lat []float32, c, h, w int) { p.show(preview.Latent(lat, c, h, w)) }
-func (p *previewer) image(img *image.NRGBA)             { p.show(preview.Image(img)) }
+func (p *previewer) image(img *image.NRGBA) {
+	p.show(preview.Image(img))
+	if p.shown != nil && p.active() {
+		p.shown(p.win, img)
+	}
+}
 
 func (p *previewer) title(s string) {
 	if p.active() {

@@ -138,3 +138,41 @@ func TestViewKeysAndSave(t *testing.T) {
 		t.Errorf("parameters %q", s)
 	}
 }
+
+// `neti train --preview` on a virtual X server: after a training step the
+// window shows the validation sample (checked on a screenshot, pixel for
+// pixel), and the concept file is still written.
+func TestTrainPreviewScreenshot(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	needVulkan(t)
+	xvfb.Display(t)
+	model, err := fixtures.Path("sd-tiny", "model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := fixtures.Path("sd-shapes", "concept-star")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "star.neti")
+	samples := 0
+	args := []string{"-m", model, "--images", images, "--token", "<star>", "--init-token", "cat",
+		"--steps", "1", "--batch-size", "1", "--grad-accum", "1", "--save-every", "0", "--quiet",
+		"--preview", "--preview-every", "1", "--preview-steps", "1", "--preview-hold=false", "-o", out}
+	var stdout, stderr bytes.Buffer
+	err = runTrainWith(args, &stdout, &stderr, func(win *preview.Window, img *image.NRGBA) {
+		samples++
+		screenMatches(t, win, img)
+	})
+	if err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	// One sample before training and one at the end.
+	if samples != 2 {
+		t.Errorf("%d validation samples shown, want 2: %s", samples, stderr.String())
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/neti-project/neti/graph"
+	"github.com/neti-project/neti/internal/preview"
 	"github.com/neti-project/neti/model/neti"
 	"github.com/neti-project/neti/model/pipeline"
 	"github.com/neti-project/neti/model/sd"
@@ -22,6 +24,12 @@ import (
 )
 
 func runTrain(args []string, stdout, stderr io.Writer) error {
+	return runTrainWith(args, stdout, stderr, nil)
+}
+
+// runTrainWith is runTrain; shown, when set (tests), is called with the
+// preview window after each validation sample is shown in it.
+func runTrainWith(args []string, stdout, stderr io.Writer, shown func(*preview.Window, *image.NRGBA)) error {
 	fs := newFlags("train", "--images DIR --token \"<name>\" --init-token WORD [flags]", stderr)
 	model := fs.StringP("model", "m", "", "diffusers model folder (default: the built-in model)")
 	images := fs.String("images", "", "folder of PNG/JPEG images of the concept (3-8 is typical)")
@@ -153,7 +161,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	defer dev.Close()
-	pv := &previewer{win: win, stderr: stderr}
+	pv := &previewer{win: win, stderr: stderr, shown: shown}
 	defer pv.close()
 	tr, err := neti.NewTrainer(dev, base, concept, imgs, size, topts)
 	if err != nil {

@@ -54,7 +54,7 @@ phase_tests() {
 	for p in vk graph internal/preview model/clip model/unet model/vae model/sd model/neti model/pipeline; do
 		n=$(echo $p | tr / _)
 		stamp "test $p" >>"$OUT/tests.txt"
-		(cd "$R/$p" && timeout 60 $B/$n.test -test.count=1 2>&1 | tail -25) >>"$OUT/tests.txt"
+		(cd "$R/$p" && timeout 120 $B/$n.test -test.count=1 2>&1 | tail -25) >>"$OUT/tests.txt"
 	done
 }
 

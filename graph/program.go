@@ -129,7 +129,7 @@ func LimitsOf(info vk.DeviceInfo) Limits {
 		alloc = b
 	}
 	return Limits{Name: info.Name, MaxAllocation: alloc, MaxStorageBufferRange: int64(info.MaxStorageBufferRange), Align: int64(info.MinStorageBufferOffsetAlignment),
-		F16: info.Float16 && info.Storage16}
+		F16: info.Float16 && info.Storage16 && !vk.F16Disabled()}
 }
 
 type pools struct {

@@ -527,6 +527,10 @@ func isIndex(s string) bool {
 	return s != ""
 }
 
+// F16Disabled says whether NETI_DISABLE_F16 vetoes fp16 on every device:
+// what Device.F16 honours, for those who plan without opening a device.
+func F16Disabled() bool { return envTrue("NETI_DISABLE_F16") }
+
 func envTrue(name string) bool {
 	switch strings.ToLower(strings.TrimSpace(os.Getenv(name))) {
 	case "1", "true", "yes", "on":
@@ -549,7 +553,7 @@ func NewDevice(opts Options) (*Device, error) {
 	if opts.Device == "" {
 		opts.Device = os.Getenv("NETI_DEVICE")
 	}
-	opts.DisableF16 = opts.DisableF16 || envTrue("NETI_DISABLE_F16")
+	opts.DisableF16 = opts.DisableF16 || F16Disabled()
 	opts.DisableCoopMatrix = opts.DisableCoopMatrix || envTrue("NETI_DISABLE_COOPMAT")
 
 	d := &Device{opts: opts, log: &messageLog{}, children: map[child]struct{}{}}

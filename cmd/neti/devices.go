@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/neti-project/neti/vk"
@@ -25,7 +24,7 @@ func runDevices(args []string, stdout, stderr io.Writer) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(devs)
 	}
-	f16off := os.Getenv("NETI_DISABLE_F16") == "1"
+	f16off := vk.F16Disabled()
 	for _, d := range devs {
 		mark := " "
 		if d.Default {

@@ -254,7 +254,7 @@ func openGenModel(path, tokDir string, noHalf bool) (m *sd.Model, err error) {
 	} else {
 		m, err = sd.Open(path, sd.Options{TokenizerDir: tokDir})
 	}
-	if err == nil && (noHalf || os.Getenv("NETI_DISABLE_F16") == "1") {
+	if err == nil && noHalf {
 		m.Weights = graph.WeightsF32
 	}
 	return m, err

@@ -107,14 +107,10 @@ func BuildAfter(b *graph.Builder, c Config, ids, inject, mask *graph.Tensor, pre
 	}
 	h = b.Add(h, b.Embedding(posTable, b.Const(pos, seq)))
 	out := Outputs{Layers: []*graph.Tensor{h}}
-	var zeros *graph.Tensor // [batch, 1, 1], broadcasts a batch-1 prefix
-	if batch := ids.Dim(0); prefix != nil && batch > 1 {
-		zeros = b.Const(make([]float32, batch), batch, 1, 1)
-	}
 	for i := 0; i < c.Layers; i++ {
 		var kv *layerKV
 		if prefix != nil {
-			kv = &layerKV{k: prefix.Keys[i], v: prefix.Values[i], zeros: zeros}
+			kv = &layerKV{k: prefix.Keys[i], v: prefix.Values[i]}
 		}
 		var k, v *graph.Tensor
 		h, k, v = layer(b, c, i, h, kv)
@@ -143,16 +139,27 @@ func linear(b *graph.Builder, name string, x *graph.Tensor, in, out int) *graph.
 	return b.Linear(x, b.Weight("weight", out, in), b.Weight("bias", out))
 }
 
-// layerKV is one layer's share of a Prefix; zeros (nil when the batches
-// match) broadcasts it over the batch.
-type layerKV struct{ k, v, zeros *graph.Tensor }
+// layerKV is one layer's share of a Prefix.
+type layerKV struct{ k, v *graph.Tensor }
+
+// BroadcastBatch repeats a batch-1 tensor [1, ...] n times ([n, ...]) by
+// adding zeros (exact: x + 0 = x); other tensors pass unchanged. It lets a
+// prefix encoded once serve every row of a later pass.
+func BroadcastBatch(b *graph.Builder, t *graph.Tensor, n int) *graph.Tensor {
+	if n <= 1 || t.Dim(0) != 1 {
+		return t
+	}
+	shape := make([]int, t.Rank())
+	shape[0] = n
+	for i := 1; i < len(shape); i++ {
+		shape[i] = 1
+	}
+	return b.Add(t, b.Const(make([]float32, n), shape...))
+}
 
 // withPrefix puts the prefix rows p before t's along the sequence.
-func (kv *layerKV) withPrefix(b *graph.Builder, p, t *graph.Tensor) *graph.Tensor {
-	if kv.zeros != nil && p.Dim(0) == 1 {
-		p = b.Add(p, kv.zeros) // exact: x + 0 = x
-	}
-	return b.Concat(p, t, 1)
+func withPrefix(b *graph.Builder, p, t *graph.Tensor) *graph.Tensor {
+	return b.Concat(BroadcastBatch(b, p, t.Dim(0)), t, 1)
 }
 
 // layer adds encoder layer i after h and returns its output and its
@@ -172,7 +179,7 @@ func layer(b *graph.Builder, c Config, i int, h *graph.Tensor, kv *layerKV) (out
 		if kv == nil {
 			a = b.Attention(q, k, v, c.Heads, 0, true)
 		} else {
-			a = b.CausalAttention(q, kv.withPrefix(b, kv.k, k), kv.withPrefix(b, kv.v, v), c.Heads, 0, kv.k.Dim(1))
+			a = b.CausalAttention(q, withPrefix(b, kv.k, k), withPrefix(b, kv.v, v), c.Heads, 0, kv.k.Dim(1))
 		}
 		x = linear(b, "out_proj", a, c.Hidden, c.Hidden)
 	}()

@@ -61,10 +61,7 @@ func BuildTextAfter(b *graph.Builder, c clip.Config, ids, inject, mask, bypass *
 	}()
 	keys := enc.Hidden
 	if pre != nil {
-		rows := pre.Hidden
-		if n := ids.Dim(0); n > 1 && rows.Dim(0) == 1 {
-			rows = b.Add(rows, b.Const(make([]float32, n), n, 1, 1)) // exact: x + 0 = x
-		}
+		rows := clip.BroadcastBatch(b, pre.Hidden, ids.Dim(0))
 		keys, values = b.Concat(rows, keys, 1), b.Concat(rows, values, 1)
 	}
 	return TextOutputs{Keys: keys, Values: values, PreLN: h}

@@ -32,6 +32,15 @@ func checkWeights(s string) error {
 	return fmt.Errorf("graph: weight precision %q: want %q or %q", s, WeightsF32, WeightsF16)
 }
 
+// storageBytes is the device size of n values: float32, or float16 padded
+// to a whole 4-byte word.
+func storageBytes(n int, half bool) int64 {
+	if half {
+		return (int64(n)*2 + 3) &^ 3
+	}
+	return int64(n) * 4
+}
+
 // halfOperand says whether input i of n has a kernel variant that reads it
 // as float16 (the shader's _f16 file).
 func halfOperand(n *Node, i int) bool {

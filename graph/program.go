@@ -154,12 +154,7 @@ func plan(g *Graph, l Limits, opts Options) (pools, Stats, error) {
 	if opts.Weights == WeightsF16 && l.F16 {
 		half = halfWeights(g)
 	}
-	bytes := func(t *Tensor) int64 {
-		if half[t.id] {
-			return (int64(t.Numel())*2 + 3) &^ 3
-		}
-		return int64(t.Numel()) * 4
-	}
+	bytes := func(t *Tensor) int64 { return storageBytes(t.Numel(), half[t.id]) }
 	align := l.Align
 	if align < 16 {
 		align = 16
@@ -330,7 +325,7 @@ func (p *Program) write(t *Tensor, v []float32) error {
 	}
 	var b []byte
 	if p.half[t.root().id] {
-		b = make([]byte, (2*len(v)+3)&^3)
+		b = make([]byte, storageBytes(len(v), true))
 		// A model's weights are a billion values: convert on every core
 		// (2 s of a 13 s SD 1.5 generation on one).
 		chunks(len(v), func(lo, hi int) {
@@ -339,7 +334,7 @@ func (p *Program) write(t *Tensor, v []float32) error {
 			}
 		})
 	} else {
-		b = make([]byte, 4*len(v))
+		b = make([]byte, storageBytes(len(v), false))
 		for i, x := range v {
 			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
 		}

@@ -139,9 +139,9 @@ func f16Value(h uint16) float32 {
 	return math.Float32frombits(sign | (exp+127-15)<<23 | man<<13)
 }
 
-// RoundF16 rounds values to float16 and back, in place: what a weight
+// roundF16 rounds values to float16 and back, in place: what a weight
 // stored as float16 reads as (for references that model the fp16 path).
-func RoundF16(v []float32) {
+func roundF16(v []float32) {
 	for i, x := range v {
 		v[i] = f16Value(f16Bits(x))
 	}

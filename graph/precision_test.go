@@ -115,7 +115,7 @@ func TestWeightsF16(t *testing.T) {
 					v, _ := src(name, shape)
 					v = append([]float32(nil), v...)
 					if name != "bias" { // biases stay fp32
-						RoundF16(v)
+						roundF16(v)
 					}
 					return v, nil
 				}
@@ -128,8 +128,8 @@ func TestWeightsF16(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if p.HalfWeights() != 1 || p.Stats().WeightBytes >= f32.WeightBytes {
-					t.Fatalf("%d weights stored as float16, weight bytes %d (fp32: %d)", p.HalfWeights(), p.Stats().WeightBytes, f32.WeightBytes)
+				if p.halfCount() != 1 || p.Stats().WeightBytes >= f32.WeightBytes {
+					t.Fatalf("%d weights stored as float16, weight bytes %d (fp32: %d)", p.halfCount(), p.Stats().WeightBytes, f32.WeightBytes)
 				}
 				inputs := map[string][]float32{}
 				for _, in := range g.Inputs() {

@@ -609,8 +609,8 @@ func (r *recorder) weightVariant(shader string, t *Tensor) string {
 	return shader
 }
 
-// HalfWeights is the number of weights stored as float16.
-func (p *Program) HalfWeights() int { return len(p.half) }
+// halfCount is the number of weights stored as float16.
+func (p *Program) halfCount() int { return len(p.half) }
 
 // cpuKernels says whether to use the variants tuned for CPU Vulkan
 // devices: no shared-memory tiles, no barriers.

@@ -33,8 +33,8 @@ type genFlags struct {
 	seed                                                int64
 	quiet, verbose, dryRun, noHalf                      bool
 	preview, previewHold                                bool
-	// previewShown, when set (tests), is called with the window after the
-	// last image is shown in it.
+	// previewShown, when set (tests), is called with the window after each
+	// image is shown in it.
 	previewShown func(win *preview.Window, img *image.NRGBA)
 }
 
@@ -162,7 +162,7 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dev.Close()
-	pv := &previewer{win: win, stderr: stderr}
+	pv := &previewer{win: win, stderr: stderr, shown: f.previewShown}
 	defer pv.close()
 	lf := m.LatentFactor()
 	if len(uses) > 0 {
@@ -223,9 +223,6 @@ func generate(f genFlags, stdout, stderr io.Writer) error {
 		if pv.active() {
 			pv.title(fmt.Sprintf("neti: %s (seed %d) -> %s", f.prompt, o.Seed, out))
 			pv.image(res.Image)
-			if f.previewShown != nil && k == len(outputs)-1 && pv.active() {
-				f.previewShown(pv.win, res.Image)
-			}
 		}
 	}
 	if f.previewHold {

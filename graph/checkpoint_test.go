@@ -140,17 +140,7 @@ func TestCheckpointGradients(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Close()
-			if err := p.Poison(); err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range in {
-				if err := p.SetInput(k, v); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := p.Run(); err != nil {
-				t.Fatal(err)
-			}
+			runPoisoned(t, p, in)
 			for _, name := range outs {
 				g, err := p.Output(name)
 				if err != nil {

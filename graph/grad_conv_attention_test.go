@@ -112,17 +112,7 @@ func checkConv2dBwdInputChained(t *testing.T, kernels string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Poison(); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range in {
-		if err := p.SetInput(k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := p.Run(); err != nil {
-		t.Fatal(err)
-	}
+	runPoisoned(t, p, in)
 	got, err := p.Output("dx")
 	if err != nil {
 		t.Fatal(err)

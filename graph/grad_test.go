@@ -112,17 +112,7 @@ func checkGradKernels(t *testing.T, c gradCase, kernels string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Poison(); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range in {
-		if err := p.SetInput(k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := p.Run(); err != nil {
-		t.Fatal(err)
-	}
+	runPoisoned(t, p, in)
 	for _, name := range append([]string{"loss"}, prefixed("grad_", names)...) {
 		got, err := p.Output(name)
 		if err != nil {

@@ -69,17 +69,7 @@ func runOpCase(t *testing.T, c opCase) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Poison(); err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range inputs {
-			if err := p.SetInput(k, v); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := p.Run(); err != nil {
-			t.Fatal(err)
-		}
+		runPoisoned(t, p, inputs)
 		for name, w := range want {
 			got, err := p.Output(name)
 			if err != nil {
@@ -89,6 +79,23 @@ func runOpCase(t *testing.T, c opCase) {
 				t.Errorf("run %d output %s: relative error %.3g > %.1g", run, name, e, tol)
 			}
 		}
+	}
+}
+
+// runPoisoned poisons p's memory (so outputs a kernel leaves unwritten
+// show), sets the inputs and runs it.
+func runPoisoned(t testing.TB, p *Program, in map[string][]float32) {
+	t.Helper()
+	if err := p.Poison(); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range in {
+		if err := p.SetInput(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Run(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -4,7 +4,9 @@
 GO       ?= go
 GLSLC    ?= glslc
 SHADERS  := $(wildcard shaders/*.comp)
-SPV      := $(SHADERS:.comp=.spv)
+# Sources that include storage.glsl also build an fp16-capable _h variant.
+HALF_SRC := $(shell grep -l '"storage.glsl"' shaders/*.comp)
+SPV      := $(SHADERS:.comp=.spv) $(HALF_SRC:.comp=_h.spv)
 export VK_ICD_FILENAMES ?= $(firstword $(wildcard /usr/share/vulkan/icd.d/lvp_icd.x86_64.json))
 
 .PHONY: all build headless shaders test bench demo demo-train deps vet fmt clean
@@ -30,6 +32,9 @@ shaders: $(SPV)
 
 shaders/%.spv: shaders/%.comp $(wildcard shaders/*.glsl)
 	cd shaders && $(GLSLC) -O --target-env=vulkan1.2 -I . $(notdir $<) -o $(notdir $@)
+
+shaders/%_h.spv: shaders/%.comp $(wildcard shaders/*.glsl)
+	cd shaders && $(GLSLC) -O --target-env=vulkan1.2 -DHALF -I . $(notdir $<) -o $(notdir $@)
 
 deps:
 	@scripts/install-deps.sh

@@ -36,7 +36,9 @@ type opCase struct {
 
 // runOpCase checks the GPU against Interpret on fresh random inputs, with
 // poisoned buffers, twice (the second run replays the recording with new
-// inputs).
+// inputs). Where the device has 16-bit storage and the ops can store
+// tensors as float16, it checks that too, to 1e-2 (ops without that
+// ability are listed in TestHalfStorageOps).
 func runOpCase(t *testing.T, c opCase) {
 	t.Helper()
 	dev := device(t)
@@ -46,14 +48,28 @@ func runOpCase(t *testing.T, c opCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compile(dev, g, nil, Options{Kernels: c.kernels})
+	tol := c.tol
+	if tol == 0 {
+		tol = 1e-5
+	}
+	checkOpCase(t, c, g, Options{Kernels: c.kernels}, tol)
+	if !dev.F16() {
+		return
+	}
+	t.Run("f16", func(t *testing.T) {
+		checkOpCase(t, c, g, Options{Kernels: c.kernels, Activations: ActivationsF16}, max(tol, 1e-2))
+	})
+}
+
+func checkOpCase(t *testing.T, c opCase, g *Graph, opts Options, tol float64) {
+	t.Helper()
+	p, err := Compile(device(t), g, nil, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	tol := c.tol
-	if tol == 0 {
-		tol = 1e-5
+	if opts.Activations == ActivationsF16 && p.halfActivationCount() == 0 {
+		t.Skip("no tensor of this graph can be stored as float16")
 	}
 	rng := rand.New(rand.NewSource(int64(len(c.name)) * 7919))
 	for run := 0; run < 2; run++ {

@@ -41,7 +41,9 @@ type activationOp struct {
 	n     int
 }
 
-func (activationOp) Name() string { return "activation" }
+func (activationOp) Name() string    { return "activation" }
+func (activationOp) halfIn(int) bool { return true }
+func (activationOp) halfOut() bool   { return true }
 
 func (b *Builder) activation(x *Tensor, act Act, alpha float32) *Tensor {
 	if !b.check(x) {
@@ -131,7 +133,9 @@ type binaryOp struct {
 	aShape, bShape []int // right-aligned to len(out), 1 where broadcast
 }
 
-func (binaryOp) Name() string { return "binary" }
+func (binaryOp) Name() string    { return "binary" }
+func (binaryOp) halfIn(int) bool { return true }
+func (binaryOp) halfOut() bool   { return true }
 
 func broadcastShapes(a, b []int) ([]int, []int, []int, bool) {
 	n := max(len(a), len(b))

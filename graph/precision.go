@@ -23,13 +23,72 @@ const (
 	WeightsF16 = "f16"
 )
 
-// checkWeights validates Options.Weights.
-func checkWeights(s string) error {
-	switch s {
+// Activation precision. On devices with 16-bit storage the executor may
+// also keep activations, inputs and outputs as float16, halving the
+// activation memory and the traffic of the memory-bound ops. A tensor is
+// stored so only where every kernel that writes or reads it declares the
+// binding through shaders/storage.glsl (the op implements halfStorage);
+// the kernels load float16 as float and round only what they store, so all
+// arithmetic and accumulation stay fp32, and scratch (norm statistics,
+// attention statistics) stays fp32. SetInput and Output convert. Training
+// graphs keep fp32 where a backward kernel reads a tensor.
+const (
+	// ActivationsF32 stores every activation as float32 (the default).
+	ActivationsF32 = "f32"
+	// ActivationsF16 stores eligible activations, inputs and outputs as
+	// float16 where the device has 16-bit storage.
+	ActivationsF16 = "f16"
+)
+
+// halfStorage is implemented by ops whose every kernel declares its
+// bindings through storage.glsl: halfIn says whether input i may be stored
+// as float16, halfOut the output.
+type halfStorage interface {
+	halfIn(i int) bool
+	halfOut() bool
+}
+
+// checkPrecision validates Options.Weights and Options.Activations.
+func checkPrecision(o Options) error {
+	switch o.Weights {
 	case "", WeightsF32, WeightsF16:
-		return nil
+	default:
+		return fmt.Errorf("graph: weight precision %q: want %q or %q", o.Weights, WeightsF32, WeightsF16)
 	}
-	return fmt.Errorf("graph: weight precision %q: want %q or %q", s, WeightsF32, WeightsF16)
+	switch o.Activations {
+	case "", ActivationsF32, ActivationsF16:
+	default:
+		return fmt.Errorf("graph: activation precision %q: want %q or %q", o.Activations, ActivationsF32, ActivationsF16)
+	}
+	return nil
+}
+
+// halfActivations picks the activations, inputs and outputs stored as
+// float16: those that every kernel touching them can store so. Tensors
+// that assignments copy keep float32 (the copy moves 4-byte elements).
+func halfActivations(g *Graph) map[int]bool {
+	half := map[int]bool{}
+	for _, t := range g.Tensors {
+		if t.view == nil && (t.kind == Activation || t.kind == Input) {
+			half[t.id] = true
+		}
+	}
+	for _, n := range g.Nodes {
+		hs, ok := n.Op.(halfStorage)
+		if !ok || !hs.halfOut() {
+			delete(half, n.Out.root().id)
+		}
+		for i, t := range n.In {
+			if !ok || !hs.halfIn(i) {
+				delete(half, t.root().id)
+			}
+		}
+	}
+	for _, a := range g.Assigns {
+		delete(half, a.Src.root().id)
+		delete(half, a.Dst.root().id)
+	}
+	return half
 }
 
 // storageBytes is the device size of n values: float32, or float16 padded

@@ -218,3 +218,69 @@ func TestChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestHalfStorageOps: every op a Stable Diffusion forward pass uses can
+// store its tensors as float16 (so runOpCase's f16 checks run for all of
+// them); the mapper's ops and the backward kernels stay fp32 on purpose.
+func TestHalfStorageOps(t *testing.T) {
+	forward := []Op{activationOp{}, binaryOp{}, matmulOp{}, conv2dOp{}, groupNormOp{}, layerNormOp{},
+		attentionOp{}, softmaxOp{}, gegluOp{}, concatOp{}, sliceOp{}, upsampleOp{}, permuteOp{},
+		embeddingOp{}, timestepOp{}, reduceOp{}, padOp{}}
+	for _, op := range forward {
+		if _, ok := op.(halfStorage); !ok {
+			t.Errorf("%s cannot store its tensors as float16", op.Name())
+		}
+	}
+	fp32 := []Op{fourierOp{}, l2normOp{}, rowNormOp{}, conv2dBwdInputOp{}, attnBwdStatsOp{}, attnBwdQOp{}, attnBwdKVOp{}}
+	for _, op := range fp32 {
+		if _, ok := op.(halfStorage); ok {
+			t.Errorf("%s claims float16 storage; its test list says fp32", op.Name())
+		}
+	}
+}
+
+// TestHalfActivationPlan: which tensors a graph stores as float16, and
+// that the plan shrinks by them.
+func TestHalfActivationPlan(t *testing.T) {
+	b := NewBuilder()
+	x := b.Input("x", 64, 64)
+	y := b.SiLU(x)                                                        // half: written and read by half-capable kernels
+	z := b.Add(y, b.Weight("bias", 64))                                   // the bias is a weight: stays fp32 (halfWeights' rule)
+	f := b.Fourier(b.Input("t", 4), b.Input("l", 4), b.Weight("w", 3, 2)) // fourier keeps fp32
+	b.Output("z", z)
+	b.Output("f", f)
+	state := b.Input("state", 64, 64)
+	b.Assign(state, b.Add(state, z)) // assigned tensors keep fp32
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := halfActivations(g)
+	want := map[*Tensor]bool{x: true, y: true, z: true, f: false, state: false}
+	for tn, w := range want {
+		if half[tn.root().id] != w {
+			t.Errorf("%s: half %v, want %v", tn.describe(), half[tn.root().id], w)
+		}
+	}
+	f32, err := Plan(g, Limits{F16: true}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f16, err := Plan(g, Limits{F16: true}, Options{Activations: ActivationsF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f16.IOBytes >= f32.IOBytes {
+		t.Errorf("fp16 I/O %d bytes, fp32 %d", f16.IOBytes, f32.IOBytes)
+	}
+	off, err := Plan(g, Limits{F16: false}, Options{Activations: ActivationsF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off != f32 {
+		t.Errorf("without 16-bit storage the plan is %+v, want the fp32 plan %+v", off, f32)
+	}
+	if _, err := Plan(g, Limits{}, Options{Activations: "bf16"}); err == nil {
+		t.Error("unknown activation precision gave no error")
+	}
+}

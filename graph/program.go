@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,11 @@ type Options struct {
 	// WeightsF16 (float16 where the device has 16-bit storage; see
 	// precision.go for which weights qualify).
 	Weights string
+	// Activations is the storage precision of activations, inputs and
+	// outputs: "" or ActivationsF32, or ActivationsF16 (float16 where the
+	// device has 16-bit storage and every kernel touching the tensor can
+	// store it so; see precision.go).
+	Activations string
 }
 
 // Stats describe a compiled program's memory and work.
@@ -62,7 +68,7 @@ type Program struct {
 	rec     *vk.Recording
 	stats   Stats
 	align   int64
-	half    map[int]bool // weights stored as float16, by root tensor id
+	half    map[int]bool // tensors stored as float16, by root tensor id
 }
 
 // Compile plans memory for g, uploads its weights (read through weights)
@@ -147,12 +153,17 @@ func Plan(g *Graph, l Limits, opts Options) (Stats, error) {
 }
 
 func plan(g *Graph, l Limits, opts Options) (pools, Stats, error) {
-	if err := checkWeights(opts.Weights); err != nil {
+	if err := checkPrecision(opts); err != nil {
 		return pools{}, Stats{}, err
 	}
 	half := map[int]bool{}
 	if opts.Weights == WeightsF16 && l.F16 {
 		half = halfWeights(g)
+	}
+	if opts.Activations == ActivationsF16 && l.F16 {
+		for id := range halfActivations(g) {
+			half[id] = true
+		}
 	}
 	bytes := func(t *Tensor) int64 { return storageBytes(t.Numel(), half[t.id]) }
 	align := l.Align
@@ -205,7 +216,7 @@ func plan(g *Graph, l Limits, opts Options) (pools, Stats, error) {
 	if ps.io, err = persistent(Input); err != nil {
 		return ps, Stats{}, err
 	}
-	if ps.act, err = planActivations(g, isOut, arena, align); err != nil {
+	if ps.act, err = planActivations(g, isOut, bytes, arena, align); err != nil {
 		return ps, Stats{}, err
 	}
 	st := Stats{WeightBytes: ps.w.total(), IOBytes: ps.io.total(), ActivationBytes: ps.act.total()}
@@ -238,7 +249,7 @@ func outputRoots(g *Graph) map[int]bool {
 
 // planActivations assigns activation storage by liveness: a tensor's memory
 // is free again after the last node that reads it (or a view of it).
-func planActivations(g *Graph, isOut map[int]bool, arena, align int64) (*pool, error) {
+func planActivations(g *Graph, isOut map[int]bool, bytes func(*Tensor) int64, arena, align int64) (*pool, error) {
 	last := map[int]int{}
 	for i, n := range g.Nodes {
 		for _, t := range n.In {
@@ -249,7 +260,7 @@ func planActivations(g *Graph, isOut map[int]bool, arena, align int64) (*pool, e
 	for i, n := range g.Nodes {
 		out := n.Out
 		if !isOut[out.id] {
-			if _, err := pl.alloc(out.id, int64(out.Numel())*4); err != nil {
+			if _, err := pl.alloc(out.id, bytes(out)); err != nil {
 				return nil, fmt.Errorf("graph: %s: %w", out.describe(), err)
 			}
 			if _, used := last[out.id]; !used {
@@ -413,11 +424,18 @@ func (p *Program) read(t *Tensor) ([]float32, error) {
 	if !ok {
 		return nil, fmt.Errorf("graph: %s has no storage", t.describe())
 	}
-	b := make([]byte, 4*t.Numel())
+	half := p.half[t.root().id]
+	b := make([]byte, storageBytes(t.Numel(), half))
 	if err := l.buf.Read(l.off, b); err != nil {
 		return nil, fmt.Errorf("graph: read %s: %w", t.describe(), err)
 	}
 	v := make([]float32, t.Numel())
+	if half {
+		for i := range v {
+			v[i] = f16Value(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+		return v, nil
+	}
 	for i := range v {
 		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
@@ -521,8 +539,28 @@ func (r *recorder) span(t *Tensor) (span, vk.Binding, error) {
 // order (binding i = i-th tensor). push words are uint32 (floats by their
 // bits, see f32). groups beyond the device's per-dimension limit must be
 // split by the caller (see grid).
+//
+// Where a bound tensor is stored as float16 the shader's _h variant runs,
+// told which bindings hold float16 by its HALF_MASK constant (storage.glsl).
 func (r *recorder) dispatch(shader string, spec []uint32, push []uint32, groups [3]uint32, ins, outs []*Tensor) error {
-	k, err := r.kernel(shader, spec, len(ins)+len(outs), 4*len(push))
+	var mask uint32
+	for i, t := range append(append([]*Tensor(nil), ins...), outs...) {
+		if r.p.half[t.root().id] {
+			mask |= 1 << i
+		}
+	}
+	if mask != 0 {
+		switch {
+		case shaders.HasHalf(shader):
+			shader += shaders.HalfSuffix
+		case strings.HasSuffix(shader, "_f16"):
+			// A weight variant of its own (weight.glsl): no mask.
+			mask = 0
+		default:
+			return fmt.Errorf("kernel %s has no float16 variant for bindings %#b", shader, mask)
+		}
+	}
+	k, err := r.kernel(shader, spec, mask, len(ins)+len(outs), 4*len(push))
 	if err != nil {
 		return err
 	}
@@ -571,8 +609,11 @@ func (r *recorder) dispatch(shader string, spec []uint32, push []uint32, groups 
 	return r.rec.Dispatch(k, binds, pb, groups[0], groups[1], groups[2])
 }
 
-func (r *recorder) kernel(shader string, spec []uint32, bindings, pushSize int) (*vk.Kernel, error) {
-	key := fmt.Sprintf("%s%v", shader, spec)
+// halfMaskID is storage.glsl's HALF_MASK constant_id.
+const halfMaskID = 100
+
+func (r *recorder) kernel(shader string, spec []uint32, halfMask uint32, bindings, pushSize int) (*vk.Kernel, error) {
+	key := fmt.Sprintf("%s%v/%#x", shader, spec, halfMask)
 	if k, ok := r.p.kernels[key]; ok {
 		return k, nil
 	}
@@ -580,7 +621,16 @@ func (r *recorder) kernel(shader string, spec []uint32, bindings, pushSize int) 
 	if err != nil {
 		return nil, err
 	}
-	k, err := r.p.dev.NewKernel(vk.KernelSpec{Name: shader, SPIRV: code, Bindings: bindings, PushSize: pushSize, Spec: spec})
+	ks := vk.KernelSpec{Name: shader, SPIRV: code, Bindings: bindings, PushSize: pushSize, Spec: spec}
+	if halfMask != 0 {
+		ks.Spec = append(append([]uint32(nil), spec...), halfMask)
+		ks.SpecIDs = make([]uint32, len(ks.Spec))
+		for i := range spec {
+			ks.SpecIDs[i] = uint32(i)
+		}
+		ks.SpecIDs[len(spec)] = halfMaskID
+	}
+	k, err := r.p.dev.NewKernel(ks)
 	if err != nil {
 		return nil, err
 	}
@@ -611,7 +661,20 @@ func (r *recorder) weightVariant(shader string, t *Tensor) string {
 }
 
 // halfCount is the number of weights stored as float16.
-func (p *Program) halfCount() int { return len(p.half) }
+func (p *Program) halfCount() int { return p.countHalf(true) }
+
+// halfActivationCount is the number of other tensors stored as float16.
+func (p *Program) halfActivationCount() int { return p.countHalf(false) }
+
+func (p *Program) countHalf(weights bool) int {
+	n := 0
+	for _, t := range p.g.Tensors {
+		if p.half[t.id] && (t.kind == Weight) == weights {
+			n++
+		}
+	}
+	return n
+}
 
 // cpuKernels says whether to use the variants tuned for CPU Vulkan
 // devices: no shared-memory tiles, no barriers.
@@ -652,7 +715,8 @@ func (p *Program) Poison() error {
 		if weights[b] {
 			continue
 		}
-		if err := b.Fill(0, b.Size(), 0x7fc00000); err != nil {
+		// A NaN both as one float32 and as two float16s.
+		if err := b.Fill(0, b.Size(), 0x7fc07fc0); err != nil {
 			return fmt.Errorf("graph: poison: %w", err)
 		}
 	}

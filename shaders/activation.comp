@@ -1,4 +1,5 @@
 #version 450
+#include "storage.glsl"
 // activation: y = f(x) elementwise. f is a specialization constant so each
 // activation compiles to its own branch-free pipeline.
 #include "common.glsl"
@@ -7,8 +8,8 @@ layout(local_size_x = 256) in;
 // 6 sqrt, 7 rsqrt, 8 exp, and the derivatives f'(x) of 0-4 as 9-13 (the
 // backward pass multiplies them by the incoming gradient).
 layout(constant_id = 0) const uint ACT = 0;
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) writeonly buffer Y { float y[]; };
+RBUF(0, x)
+WBUF(1, y)
 layout(push_constant) uniform P { uint n; float alpha; } p;
 
 float sigmoid_(float v) { return 1.0 / (1.0 + exp(-v)); }
@@ -23,7 +24,7 @@ float tanh_(float v) {
 void main() {
     uint i = linearGroup() * 256 + gl_LocalInvocationID.x;
     if (i >= p.n) return;
-    float v = x[i];
+    float v = x_ld(i);
     float r;
     if (ACT == 0) r = v * sigmoid_(v);
     else if (ACT == 1) r = gelu_(v);
@@ -44,5 +45,5 @@ void main() {
     }
     else if (ACT == 12) { float s = sigmoid_(1.702 * v); r = s + 1.702 * v * s * (1.0 - s); }
     else r = v >= 0.0 ? 1.0 : p.alpha;
-    y[i] = r;
+    y_st(i, r);
 }

@@ -1,4 +1,5 @@
 #version 450
+#include "storage.glsl"
 // binary: out = a (op) b with numpy broadcasting up to rank 6. Broadcast
 // dimensions have stride 0, so one index computation serves every case;
 // when neither operand broadcasts (SAME) the index is used directly.
@@ -6,9 +7,9 @@
 layout(local_size_x = 256) in;
 layout(constant_id = 0) const uint OP = 0; // 0 add, 1 mul, 2 sub, 3 div
 layout(constant_id = 1) const bool SAME = false;
-layout(std430, binding = 0) readonly buffer A { float a[]; };
-layout(std430, binding = 1) readonly buffer B { float b[]; };
-layout(std430, binding = 2) writeonly buffer O { float o[]; };
+RBUF(0, a)
+RBUF(1, b)
+WBUF(2, o)
 layout(push_constant) uniform P {
     uint n;
     uint dims[6];    // output shape, right-aligned, leading 1s
@@ -31,6 +32,6 @@ void main() {
             ib += c * p.sb[d];
         }
     }
-    float x = a[ia], y = b[ib];
-    o[i] = OP == 0 ? x + y : (OP == 1 ? x * y : (OP == 2 ? x - y : x / y));
+    float x = a_ld(ia), y = b_ld(ib);
+    o_st(i, OP == 0 ? x + y : (OP == 1 ? x * y : (OP == 2 ? x - y : x / y)));
 }

@@ -4,7 +4,9 @@
 // source and fails when a committed .spv is stale.
 //
 // Each op has one source, shaders/<op>.comp; variants are specialization
-// constants or small .comp files that #include a shared .glsl body.
+// constants or small .comp files that #include a shared .glsl body. A
+// source that includes storage.glsl also compiles to <op>_h.spv, whose
+// bindings may hold float16 (see storage.glsl).
 package shaders
 
 import (
@@ -25,6 +27,12 @@ func Load(name string) ([]byte, error) {
 		return nil, fmt.Errorf("shaders: no compiled shader %q (run make shaders): %w", name, err)
 	}
 	return b, nil
+}
+
+// HasHalf says whether the named shader has an fp16-capable _h variant.
+func HasHalf(name string) bool {
+	_, err := fs.Stat(spv, name+HalfSuffix+".spv")
+	return err == nil
 }
 
 // Names lists the embedded shaders.

@@ -25,6 +25,10 @@ type KernelSpec struct {
 	// Spec holds specialization constants constant_id 0..len-1, each 32
 	// bits (math.Float32bits for floats).
 	Spec []uint32
+	// SpecIDs, when set, gives each Spec entry its constant_id instead
+	// (same length as Spec, no repeats): constants a family of shaders
+	// shares at a fixed id, away from each shader's own 0..n-1.
+	SpecIDs []uint32
 	// LocalSize is informational (for profiles and checks); zero if unknown.
 	LocalSize [3]uint32
 }
@@ -73,6 +77,18 @@ func (s *KernelSpec) check(info *DeviceInfo) error {
 	if len(s.Spec) > maxSpecConst {
 		return fmt.Errorf("vk: %s: %d specialization constants (at most %d)", s.label(), len(s.Spec), maxSpecConst)
 	}
+	if s.SpecIDs != nil {
+		if len(s.SpecIDs) != len(s.Spec) {
+			return fmt.Errorf("vk: %s: %d specialization constant ids for %d constants", s.label(), len(s.SpecIDs), len(s.Spec))
+		}
+		seen := map[uint32]bool{}
+		for _, id := range s.SpecIDs {
+			if seen[id] {
+				return fmt.Errorf("vk: %s: specialization constant id %d given twice", s.label(), id)
+			}
+			seen[id] = true
+		}
+	}
 	if l := s.LocalSize; l != [3]uint32{} {
 		inv := uint64(l[0]) * uint64(l[1]) * uint64(l[2])
 		if inv == 0 || inv > uint64(info.MaxWorkgroupInvocations) ||
@@ -99,14 +115,20 @@ func (d *Device) NewKernel(s KernelSpec) (*Kernel, error) {
 	}
 	s.SPIRV = append([]byte(nil), s.SPIRV...)
 	s.Spec = append([]uint32(nil), s.Spec...)
-	var spec *C.uint32_t
+	var spec, ids *C.uint32_t
 	if len(s.Spec) > 0 {
 		spec = (*C.uint32_t)(unsafe.Pointer(&s.Spec[0]))
+	}
+	if s.SpecIDs != nil {
+		s.SpecIDs = append([]uint32(nil), s.SpecIDs...)
+		if len(s.SpecIDs) > 0 {
+			ids = (*C.uint32_t)(unsafe.Pointer(&s.SpecIDs[0]))
+		}
 	}
 	k := &Kernel{d: d, spec: s}
 	d.cache.mu.RLock()
 	r := C.nv_create_kernel(d.dev, d.cache.handle, (*C.uint32_t)(unsafe.Pointer(&code[0])), C.size_t(len(s.SPIRV)),
-		C.uint32_t(s.Bindings), C.uint32_t(s.PushSize), spec, C.uint32_t(len(s.Spec)), cbool(d.feedback), &k.k)
+		C.uint32_t(s.Bindings), C.uint32_t(s.PushSize), spec, ids, C.uint32_t(len(s.Spec)), cbool(d.feedback), &k.k)
 	d.cache.mu.RUnlock()
 	if r != C.VK_SUCCESS {
 		return nil, fmt.Errorf("vk: %s: create pipeline: %w", s.label(), Result(r))

@@ -54,13 +54,21 @@ func TestSaxpy(t *testing.T) {
 		local uint32
 		scale float32
 		a     float32
+		ids   bool // pass the constants through SpecIDs
 	}{
-		{1, 64, 1, 2},
-		{1000, 64, 0.5, -3},
-		{4097, 128, 2, 0.25},
+		{1, 64, 1, 2, false},
+		{1000, 64, 0.5, -3, false},
+		{4097, 128, 2, 0.25, false},
+		{300, 32, -1.5, 1, true},
 	}
 	for _, tc := range tests {
-		k := newKernel(t, d, saxpySpec(tc.local, tc.scale))
+		spec := saxpySpec(tc.local, tc.scale)
+		if tc.ids {
+			// The same constants given in reverse order with their ids.
+			spec.Spec = []uint32{spec.Spec[1], spec.Spec[0]}
+			spec.SpecIDs = []uint32{1, 0}
+		}
+		k := newKernel(t, d, spec)
 		x, y := randFloats(rng, tc.n), randFloats(rng, tc.n)
 		bx, by, bo := newBuffer(t, d, int64(4*tc.n)), newBuffer(t, d, int64(4*tc.n)), newBuffer(t, d, int64(4*tc.n))
 		writeFloats(t, bx, x)
@@ -273,6 +281,8 @@ func TestKernelErrors(t *testing.T) {
 		{"push too large", KernelSpec{Name: "p", SPIRV: saxpySPV, Bindings: 3, PushSize: int(info.MaxPushConstants) + 4}, "maxPushConstantsSize"},
 		{"push unaligned", KernelSpec{Name: "p", SPIRV: saxpySPV, Bindings: 3, PushSize: 6}, "multiple of 4"},
 		{"too many bindings", KernelSpec{Name: "b", SPIRV: saxpySPV, Bindings: int(info.MaxStorageBuffers) + 1}, "storage buffers"},
+		{"spec ids", KernelSpec{Name: "s", SPIRV: saxpySPV, Bindings: 3, PushSize: 8, Spec: []uint32{64, 1}, SpecIDs: []uint32{0}}, "2 constants"},
+		{"spec id twice", KernelSpec{Name: "s", SPIRV: saxpySPV, Bindings: 3, PushSize: 8, Spec: []uint32{64, 1}, SpecIDs: []uint32{0, 0}}, "given twice"},
 		{"local size", KernelSpec{Name: "l", SPIRV: saxpySPV, Bindings: 3, PushSize: 8, LocalSize: [3]uint32{info.MaxWorkgroupInvocations + 1, 1, 1}}, "local size"},
 	}
 	for _, tc := range bad {

@@ -533,7 +533,7 @@ void nv_destroy_pipeline_cache(VkDevice dev, VkPipelineCache cache) {
 }
 
 VkResult nv_create_kernel(VkDevice dev, VkPipelineCache cache, const uint32_t *code, size_t codeBytes,
-	uint32_t bindings, uint32_t pushSize, const uint32_t *spec, uint32_t nspec, int feedback,
+	uint32_t bindings, uint32_t pushSize, const uint32_t *spec, const uint32_t *specIDs, uint32_t nspec, int feedback,
 	NvKernel *out) {
 	memset(out, 0, sizeof *out);
 	VkResult r;
@@ -597,7 +597,7 @@ VkResult nv_create_kernel(VkDevice dev, VkPipelineCache cache, const uint32_t *c
 			goto fail;
 		}
 		for (uint32_t i = 0; i < nspec; i++) {
-			entries[i].constantID = i;
+			entries[i].constantID = specIDs != NULL ? specIDs[i] : i;
 			entries[i].offset = i * 4;
 			entries[i].size = 4;
 		}

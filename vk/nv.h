@@ -121,7 +121,7 @@ typedef struct NvKernel {
 } NvKernel;
 
 VkResult nv_create_kernel(VkDevice dev, VkPipelineCache cache, const uint32_t *code, size_t codeBytes,
-	uint32_t bindings, uint32_t pushSize, const uint32_t *spec, uint32_t nspec, int feedback,
+	uint32_t bindings, uint32_t pushSize, const uint32_t *spec, const uint32_t *specIDs, uint32_t nspec, int feedback,
 	NvKernel *out);
 void nv_destroy_kernel(VkDevice dev, NvKernel *k);
 

@@ -10,6 +10,11 @@ type concatOp struct{ n, ca, cb, inner int }
 
 func (concatOp) Name() string { return "concat" }
 
+// A copy: each element is loaded as float and stored, so input and output
+// may each be float16.
+func (concatOp) halfIn(int) bool { return true }
+func (concatOp) halfOut() bool   { return true }
+
 // Concat joins x and y along axis (all other dimensions equal), e.g. the
 // UNet's skip connections along channels (axis 1).
 func (b *Builder) Concat(x, y *Tensor, axis int) *Tensor {
@@ -44,6 +49,11 @@ type sliceOp struct{ outer, axis, inner, start, length int }
 
 func (sliceOp) Name() string { return "slice" }
 
+// A copy: each element is loaded as float and stored, so input and output
+// may each be float16.
+func (sliceOp) halfIn(int) bool { return true }
+func (sliceOp) halfOut() bool   { return true }
+
 // Slice copies x[..., start:end, ...] along axis (e.g. the VAE's mean and
 // logvar halves, the mapper's token and bypass halves).
 func (b *Builder) Slice(x *Tensor, axis, start, end int) *Tensor {
@@ -77,6 +87,11 @@ type upsampleOp struct{ n, c, h, w int }
 
 func (upsampleOp) Name() string { return "upsample" }
 
+// A copy: each element is loaded as float and stored, so input and output
+// may each be float16.
+func (upsampleOp) halfIn(int) bool { return true }
+func (upsampleOp) halfOut() bool   { return true }
+
 // Upsample2x is nearest-neighbour 2x upsampling of x [n, c, h, w].
 func (b *Builder) Upsample2x(x *Tensor) *Tensor {
 	if !b.check(x) {
@@ -100,6 +115,11 @@ type permuteOp struct {
 }
 
 func (permuteOp) Name() string { return "permute" }
+
+// A copy: each element is loaded as float and stored, so input and output
+// may each be float16.
+func (permuteOp) halfIn(int) bool { return true }
+func (permuteOp) halfOut() bool   { return true }
 
 // Permute reorders dimensions (a copy), e.g. NCHW <-> N(HW)C around the
 // UNet's transformer blocks.
@@ -166,6 +186,12 @@ type timestepOp struct {
 
 func (timestepOp) Name() string { return "timestep" }
 
+// The timesteps stay fp32: float16's spacing near 1000 is 0.5, so a
+// fractional timestep (a scheduler's interpolated t) would round. The
+// embedding is sin/cos in [-1, 1] and may be float16.
+func (timestepOp) halfIn(int) bool { return false }
+func (timestepOp) halfOut() bool   { return true }
+
 // TimestepEmbedding is diffusers' sinusoidal embedding of t [n] -> [n, dim]
 // (max period 10000, scale 1), with flip_sin_to_cos and
 // downscale_freq_shift from the UNet config.
@@ -226,6 +252,11 @@ func (o reduceOp) eval(n *Node, in [][]float32) ([]float32, error) {
 type padOp struct{ outer, axis, inner, start, length int }
 
 func (padOp) Name() string { return "pad" }
+
+// A copy plus zeros: each element is loaded as float and stored, so input
+// and output may each be float16.
+func (padOp) halfIn(int) bool { return true }
+func (padOp) halfOut() bool   { return true }
 
 // Pad places x in a zero tensor whose axis is size long, starting at
 // start (the backward of Slice).

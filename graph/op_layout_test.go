@@ -88,6 +88,124 @@ func TestLayoutOps(t *testing.T) {
 	}
 }
 
+// TestLayoutAxes walks the layout copies over every axis and axis order
+// (each gives the kernel a different outer/inner split or stride pattern),
+// and a chain of them whose intermediates are stored as float16 in the f16
+// subtests.
+func TestLayoutAxes(t *testing.T) {
+	chain := func(b *Builder) {
+		x := b.Input("x", 2, 6, 4, 5)
+		s := b.Slice(x, 1, 1, 4)      // [2 3 4 5]
+		u := b.Upsample2x(s)          // [2 3 8 10]
+		p := b.Permute(u, 0, 2, 3, 1) // [2 8 10 3]
+		d := b.Pad(p, -1, 1, 5)       // [2 8 10 5]
+		c := b.Concat(d, b.Input("z", 2, 8, 10, 2), -1)
+		b.Output("y", b.Slice(c, 2, 3, 9))
+	}
+	var cases []opCase
+	shape := []int{3, 5, 4}
+	for axis := range shape {
+		other := append([]int(nil), shape...)
+		other[axis] = 2
+		cases = append(cases,
+			opCase{name: caseName("concat", axis), build: func(b *Builder) {
+				b.Output("y", b.Concat(b.Input("a", shape...), b.Input("b", other...), axis))
+			}},
+			opCase{name: caseName("slice", axis), build: func(b *Builder) {
+				b.Output("y", b.Slice(b.Input("x", shape...), axis, 1, 3))
+			}},
+			opCase{name: caseName("slice_head", axis), build: func(b *Builder) {
+				b.Output("y", b.Slice(b.Input("x", shape...), axis, 0, 1))
+			}},
+			opCase{name: caseName("slice_tail", axis), build: func(b *Builder) {
+				b.Output("y", b.Slice(b.Input("x", shape...), axis, 1, shape[axis]))
+			}},
+			opCase{name: caseName("pad", axis), build: func(b *Builder) {
+				b.Output("y", b.Pad(b.Input("x", shape...), axis, 1, shape[axis]+3))
+			}},
+			opCase{name: caseName("pad_head", axis), build: func(b *Builder) {
+				b.Output("y", b.Pad(b.Input("x", shape...), axis, 0, shape[axis]+2))
+			}},
+			opCase{name: caseName("pad_tail", axis), build: func(b *Builder) {
+				b.Output("y", b.Pad(b.Input("x", shape...), axis, 2, shape[axis]+2))
+			}},
+		)
+	}
+	// Every order of a rank-3 tensor, the identity, and ranks 1, 5 and 6
+	// (the kernel's maximum: no leading dimensions of 1).
+	perms := [][]int{{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}}
+	for _, perm := range perms {
+		cases = append(cases, opCase{name: caseName("permute", perm[0], perm[1], perm[2]), build: func(b *Builder) {
+			b.Output("y", b.Permute(b.Input("x", shape...), perm...))
+		}})
+	}
+	cases = append(cases,
+		opCase{name: "permute_rank1", build: func(b *Builder) {
+			b.Output("y", b.Permute(b.Input("x", 300), 0))
+		}},
+		opCase{name: "permute_rank5", build: func(b *Builder) {
+			b.Output("y", b.Permute(b.Input("x", 2, 3, 4, 2, 5), 4, 2, 0, 3, 1))
+		}},
+		opCase{name: "permute_rank6", build: func(b *Builder) {
+			b.Output("y", b.Permute(b.Input("x", 2, 3, 2, 4, 3, 5), 5, 4, 3, 2, 1, 0))
+		}},
+		opCase{name: "upsample_1x1", build: func(b *Builder) {
+			b.Output("y", b.Upsample2x(b.Input("x", 3, 2, 1, 1)))
+		}},
+		opCase{name: "upsample_wide", build: func(b *Builder) {
+			b.Output("y", b.Upsample2x(b.Input("x", 1, 1, 3, 70)))
+		}},
+		opCase{name: "chain", build: chain},
+	)
+	// The chain's intermediates can all be float16: only layout ops touch
+	// them. (runOpCase's f16 check alone would pass with just the inputs
+	// and outputs half.)
+	b := NewBuilder()
+	chain(b)
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := halfActivations(g); len(h) != len(g.Tensors) {
+		t.Errorf("chain: %d of %d tensors can be float16", len(h), len(g.Tensors))
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { runOpCase(t, c) })
+	}
+}
+
+// Fractional timesteps (a scheduler's interpolated t) must reach the
+// kernel exactly: float16 would round 999.25 to 999 (spacing 0.5 there),
+// moving sin(t) by ~0.25, so the f16 subtest fails if t were stored as
+// float16. The embedding itself is stored as float16 there.
+func TestTimestepFractional(t *testing.T) {
+	steps := func(r *rand.Rand, n int) []float32 {
+		v := []float32{999.25, 980.75, 500.125, 0.5, 1.375, 640.625}
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = v[(i+r.Intn(len(v)))%len(v)]
+		}
+		return out
+	}
+	build := func(b *Builder) {
+		b.Output("y", b.TimestepEmbedding(b.Input("t", 6), 64, true, 1))
+	}
+	b := NewBuilder()
+	build(b)
+	g, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := halfActivations(g)
+	for _, tn := range g.Tensors {
+		if want := tn.Name() != "t"; h[tn.id] != want {
+			t.Errorf("%s: float16 %v, want %v", tn.Name(), h[tn.id], want)
+		}
+	}
+	runOpCase(t, opCase{name: "timestep_fractional", build: build,
+		init: map[string]func(*rand.Rand, int) []float32{"t": steps}, tol: timestepTol})
+}
+
 // An id outside the table must not pass silently on the GPU: its row is NaN.
 func TestEmbeddingBadIDIsNaN(t *testing.T) {
 	dev := device(t)

@@ -1,11 +1,12 @@
 #version 450
+#include "storage.glsl"
 // concat: out[i, 0:ca+cb, j] = a[i, :, j] ++ b[i, :, j] for [n, c, inner]
 // layouts; one thread per output element.
 #include "common.glsl"
 layout(local_size_x = 256) in;
-layout(std430, binding = 0) readonly buffer A { float a[]; };
-layout(std430, binding = 1) readonly buffer B { float b[]; };
-layout(std430, binding = 2) writeonly buffer O { float o[]; };
+RBUF(0, a)
+RBUF(1, b)
+WBUF(2, o)
 layout(push_constant) uniform P { uint total, ca, cb, inner; } p;
 
 void main() {
@@ -15,5 +16,5 @@ void main() {
     uint j = i % p.inner;
     uint ch = (i / p.inner) % c;
     uint n = i / (p.inner * c);
-    o[i] = ch < p.ca ? a[(n * p.ca + ch) * p.inner + j] : b[(n * p.cb + ch - p.ca) * p.inner + j];
+    o_st(i, ch < p.ca ? a_ld((n * p.ca + ch) * p.inner + j) : b_ld((n * p.cb + ch - p.ca) * p.inner + j));
 }

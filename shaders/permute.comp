@@ -1,11 +1,12 @@
 #version 450
+#include "storage.glsl"
 // permute: a strided copy. The output is walked in order (coalesced
 // writes); dims are the output shape and strides the input strides of each
 // output dimension, right-aligned to rank 6.
 #include "common.glsl"
 layout(local_size_x = 256) in;
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) writeonly buffer O { float o[]; };
+RBUF(0, x)
+WBUF(1, o)
 layout(push_constant) uniform P { uint total; uint dims[6]; uint strides[6]; } p;
 
 void main() {
@@ -17,5 +18,5 @@ void main() {
         rem /= p.dims[d];
         src += c * p.strides[d];
     }
-    o[i] = x[src];
+    o_st(i, x_ld(src));
 }

@@ -1,9 +1,10 @@
 #version 450
+#include "storage.glsl"
 // slice: out[i, 0:len, j] = x[i, start:start+len, j] for [outer, axis, inner].
 #include "common.glsl"
 layout(local_size_x = 256) in;
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) writeonly buffer O { float o[]; };
+RBUF(0, x)
+WBUF(1, o)
 layout(push_constant) uniform P { uint total, axis, inner, start, len; } p;
 
 void main() {
@@ -12,5 +13,5 @@ void main() {
     uint j = i % p.inner;
     uint a = (i / p.inner) % p.len;
     uint n = i / (p.inner * p.len);
-    o[i] = x[(n * p.axis + p.start + a) * p.inner + j];
+    o_st(i, x_ld((n * p.axis + p.start + a) * p.inner + j));
 }

@@ -1,9 +1,10 @@
 #version 450
+#include "storage.glsl"
 // upsample: nearest-neighbour 2x of [n, c, h, w] -> [n, c, 2h, 2w].
 #include "common.glsl"
 layout(local_size_x = 256) in;
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) writeonly buffer O { float o[]; };
+RBUF(0, x)
+WBUF(1, o)
 layout(push_constant) uniform P { uint total, h, w; } p;
 
 void main() {
@@ -13,5 +14,5 @@ void main() {
     uint ox = i % w2;
     uint oy = (i / w2) % h2;
     uint nc = i / (w2 * h2);
-    o[i] = x[(nc * p.h + oy / 2) * p.w + ox / 2];
+    o_st(i, x_ld((nc * p.h + oy / 2) * p.w + ox / 2));
 }

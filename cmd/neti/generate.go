@@ -62,7 +62,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress or notes on stderr")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "also print the device, the compiled programs and their planned memory")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan (sizes, planned peak device memory, VAE tiling) and exit")
-	fs.BoolVar(&f.noHalf, "no-half", false, "keep the model's weights in fp32 on the device (default: fp16 where the device has 16-bit storage, half the memory; also NETI_DISABLE_F16=1)")
+	fs.BoolVar(&f.noHalf, "no-half", false, "keep the model's weights and activations in fp32 on the device (default: fp16 storage where the device has 16-bit storage, half the memory, fp32 math; also NETI_DISABLE_F16=1)")
 	fs.BoolVar(&f.preview, "preview", false, "show the image forming in a window (every step, then the result); without a display it says why and goes on")
 	fs.BoolVar(&f.previewHold, "preview-hold", true, "with --preview: keep the window open after the last image until it is closed (Esc, q, Enter)")
 	if err := parseFlags(fs, args); err != nil {

@@ -51,7 +51,7 @@ func runTrainWith(args []string, stdout, stderr io.Writer, shown func(*preview.W
 	budgetFlag := fs.String("memory-budget", "", "device memory the training step may plan, e.g. 8GiB (default: 3/4 of the device's memory); auto checkpointing compares with it")
 	device := fs.String("device", "", "Vulkan device index or name (default: NETI_DEVICE, else the best)")
 	quiet := fs.Bool("quiet", false, "no progress output")
-	noHalf := fs.Bool("no-half", false, "keep the frozen model weights in fp32 on the device (default: fp16 where the device has 16-bit storage; the mapper always trains in fp32)")
+	noHalf := fs.Bool("no-half", false, "keep the frozen model weights in fp32 on the device (default: fp16 where the device has 16-bit storage; activations, gradients and the mapper are always fp32 in training; validation samples use fp16 activations unless --no-half)")
 	showPreview := fs.Bool("preview", false, "show a validation sample in a window while training (forming step by step, then decoded); without a display it says why and goes on")
 	previewEvery := fs.Int("preview-every", 50, "with --preview: make a new validation sample every N optimizer steps")
 	previewPrompt := fs.String("preview-prompt", "", `with --preview: the validation prompt (default "a photo of a <token>", for style "a painting in the style of <token>")`)

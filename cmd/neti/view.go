@@ -69,7 +69,7 @@ func runView(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.truncation, "truncation", 128, "initial truncation index (1..128)")
 	fs.StringVar(&f.device, "device", "", "Vulkan device index or name")
 	fs.StringVar(&f.outDir, "out-dir", ".", "where s saves PNGs")
-	fs.BoolVar(&f.noHalf, "no-half", false, "keep the model's weights in fp32 on the device (default: fp16 where the device has 16-bit storage)")
+	fs.BoolVar(&f.noHalf, "no-half", false, "keep the model's weights and activations in fp32 on the device (default: fp16 storage where the device has 16-bit storage)")
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()

@@ -197,7 +197,7 @@ func NewTrainer(dev *vk.Device, b *sd.Model, c *plugin.Concept, images [][]float
 		return nil, err
 	}
 	t.shape, t.checkpointing = shape, plan.Checkpointing
-	if t.prog, err = graph.Compile(dev, g, frozenWeights(b), t.base.GraphOptions()); err != nil {
+	if t.prog, err = graph.Compile(dev, g, frozenWeights(b), t.base.TrainingOptions()); err != nil {
 		return nil, fmt.Errorf("neti: train: %w", err)
 	}
 	for _, nt := range c.Weights.Named() {
@@ -281,7 +281,7 @@ func PlanTraining(b *sd.Model, c *plugin.Concept, res int, o TrainOptions, l sd.
 		if err != nil {
 			return TrainPlan{}, err
 		}
-		st, err := graph.Plan(g, l.Limits, b.GraphOptions())
+		st, err := graph.Plan(g, l.Limits, b.TrainingOptions())
 		if err != nil {
 			return TrainPlan{}, fmt.Errorf("neti: plan training step (checkpointing %v): %w", on, err)
 		}
@@ -305,7 +305,7 @@ func chooseStep(b *sd.Model, c *plugin.Concept, res int, o TrainOptions, l sd.Li
 	if err != nil || o.Checkpointing != CheckpointAuto {
 		return g, shape, p, err
 	}
-	if p.Without, err = graph.Plan(g, l.Limits, b.GraphOptions()); err != nil {
+	if p.Without, err = graph.Plan(g, l.Limits, b.TrainingOptions()); err != nil {
 		return nil, shape, p, fmt.Errorf("neti: plan training step: %w", err)
 	}
 	if !o.recompute(p.Without, p.Budget) {
@@ -330,7 +330,7 @@ func (t *Trainer) encodeImages(dev *vk.Device, images [][]float32, res int) erro
 	if err != nil {
 		return err
 	}
-	p, err := graph.Compile(dev, g, t.base.VAEWeights(), t.base.GraphOptions())
+	p, err := graph.Compile(dev, g, t.base.VAEWeights(), t.base.TrainingOptions())
 	if err != nil {
 		return fmt.Errorf("neti: train: VAE encoder: %w", err)
 	}

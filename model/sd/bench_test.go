@@ -102,15 +102,17 @@ func BenchmarkUNetStep(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		// fp16 weights (the default where the device has 16-bit storage)
-		// and fp32, with a per-op GPU profile in the log.
-		for _, prec := range []string{graph.WeightsF16, graph.WeightsF32} {
-			b.Run(prec, func(b *testing.B) {
-				m, err := Open(dir, Options{Weights: prec})
+		// fp16 weights and activations (the default where the device has
+		// 16-bit storage), fp16 weights with fp32 activations, and fp32,
+		// with a per-op GPU profile in the log.
+		for _, pr := range precisions {
+			b.Run(pr.name, func(b *testing.B) {
+				m, err := Open(dir, Options{Weights: pr.weights})
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer m.Close()
+				m.Activations = pr.activations
 				m.Profile = true
 				benchUNet(b, dev, m, 64)
 			})
@@ -120,10 +122,17 @@ func BenchmarkUNetStep(b *testing.B) {
 
 func sd15Plan() (*Model, error) { return FromConfigs("sd15", weights.SD15Configs()) }
 
+// precisions are the storage choices the SD 1.5 benchmarks compare.
+var precisions = []struct{ name, weights, activations string }{
+	{"f16", graph.WeightsF16, ""},
+	{"f16w", graph.WeightsF16, graph.ActivationsF32},
+	{"f32", graph.WeightsF32, ""},
+}
+
 // BenchmarkPlan512 reports the planned peak device memory of a 512x512 SD
 // 1.5 generation with CFG (text encoder, batch-2 UNet and VAE decoder
-// resident together), with fp16 weights (the default where the device has
-// 16-bit storage) and with fp32 weights, under the device's limits where
+// resident together), with fp16 weights and activations (the default where
+// the device has 16-bit storage), fp16 weights only, and all fp32, under the device's limits where
 // there is a device (the decoder tiles where a whole decode does not fit),
 // else unlimited. It needs no weights. The goal is 3 GB.
 func BenchmarkPlan512(b *testing.B) {
@@ -133,13 +142,13 @@ func BenchmarkPlan512(b *testing.B) {
 		lim.Budget = 0 // report the need, whatever the device has
 		dev.Close()
 	}
-	for _, prec := range []string{graph.WeightsF16, graph.WeightsF32} {
-		b.Run(prec, func(b *testing.B) {
+	for _, pr := range precisions {
+		b.Run(pr.name, func(b *testing.B) {
 			m, err := sd15Plan()
 			if err != nil {
 				b.Fatal(err)
 			}
-			m.Weights = prec
+			m.Weights, m.Activations = pr.weights, pr.activations
 			lim := lim
 			lim.F16 = true // plan fp16 as a device with 16-bit storage runs it
 			var text, unet, dec int64

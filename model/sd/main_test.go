@@ -22,7 +22,7 @@ func fixtureModel(t testing.TB, name string) *Model {
 		t.Fatal(err)
 	}
 	// fp32 weights: the fixtures are fp32 models checked at fp32 tolerance
-	// (TestF16Weights checks the fp16 path against the same references).
+	// (TestF16Storage checks the fp16 path against the same references).
 	m, err := Open(dir, Options{Weights: graph.WeightsF32})
 	if err != nil {
 		t.Fatal(err)

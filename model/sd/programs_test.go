@@ -230,11 +230,11 @@ func TestVAEGPU(t *testing.T) {
 	closeTo(t, "latents_scaled", z, tensor(t, ec, true, "latents_scaled"), tol)
 }
 
-// TestF16Weights: with weights stored as float16 (the default on devices
-// with 16-bit storage) the text encoder, UNet and VAE decoder still match
-// the fp32 references within the fp16 tolerance, and their weights take
-// about half the memory.
-func TestF16Weights(t *testing.T) {
+// TestF16Storage: with weights and activations stored as float16 (the
+// default on devices with 16-bit storage) the text encoder, UNet and VAE
+// decoder still match the fp32 references within the fp16 tolerance, and
+// their weights and activations take about half the memory.
+func TestF16Storage(t *testing.T) {
 	dev := device(t)
 	if !dev.F16() {
 		t.Skipf("%s has no 16-bit storage", dev.Info().Name)
@@ -259,6 +259,10 @@ func TestF16Weights(t *testing.T) {
 		}
 		if r := float64(got.WeightBytes) / float64(full.WeightBytes); r > 0.6 {
 			t.Errorf("%s: fp16 weights take %d bytes, %.2f of fp32's %d", what, got.WeightBytes, r, full.WeightBytes)
+		}
+		act, fullAct := got.ActivationBytes+got.IOBytes, full.ActivationBytes+full.IOBytes
+		if r := float64(act) / float64(fullAct); r > 0.6 {
+			t.Errorf("%s: fp16 activations take %d bytes, %.2f of fp32's %d", what, act, r, fullAct)
 		}
 	}
 

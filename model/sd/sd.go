@@ -49,11 +49,17 @@ type Model struct {
 
 	Tokenizer *tokenizer.Tokenizer
 
-	// Weights is the weight storage precision of the programs this model
-	// compiles (graph.WeightsF16, the default: float16 where the device
-	// has 16-bit storage; graph.WeightsF32: everything fp32, as the
-	// fixture comparisons need for fp32 reference models).
+	// Weights is the storage precision of the programs this model
+	// compiles (graph.WeightsF16, the default: weights, and the
+	// activations of inference programs, stored as float16 where the
+	// device has 16-bit storage, math in fp32; graph.WeightsF32:
+	// everything fp32, as the fixture comparisons need for fp32 reference
+	// models).
 	Weights string
+	// Activations overrides the activation storage of inference programs
+	// ("": float16 with fp16 weights, fp32 with fp32 weights), for
+	// benchmarks that separate the two.
+	Activations string
 	// Profile records a GPU timestamp after every op of the programs the
 	// model compiles, for UNet.Profile (benchmarks and tuning).
 	Profile bool
@@ -62,13 +68,29 @@ type Model struct {
 	closers         []func() error
 }
 
-// GraphOptions are the compile options of the model's programs.
+// GraphOptions are the compile options of the model's inference programs:
+// with fp16 weights the activations are stored as float16 too.
 func (m *Model) GraphOptions() graph.Options {
+	o := m.TrainingOptions()
+	switch {
+	case m.Activations != "":
+		o.Activations = m.Activations
+	case o.Weights == graph.WeightsF16:
+		o.Activations = graph.ActivationsF16
+	}
+	return o
+}
+
+// TrainingOptions are the compile options of programs that compute
+// gradients: fp16 weights where chosen, but fp32 activations, because
+// gradients stored as float16 without loss scaling would underflow (and
+// the gradient kernels are fp32 anyway).
+func (m *Model) TrainingOptions() graph.Options {
 	w := m.Weights
 	if w == "" {
 		w = graph.WeightsF16
 	}
-	return graph.Options{Weights: w, Profile: m.Profile}
+	return graph.Options{Weights: w, Activations: graph.ActivationsF32, Profile: m.Profile}
 }
 
 // Options tune Open.

@@ -94,6 +94,19 @@ func BenchmarkMatMul(b *testing.B) {
 					bl.Output("c", bl.Linear(bl.Input("a", 1, s.m, s.k), bl.Weight("w", s.n, s.k), nil))
 				})
 			})
+			// Activations stored as float16: a, b and c (every binding) halves.
+			b.Run(kernels+"/f16a_"+s.name, func(b *testing.B) {
+				benchProgramWith(b, 2*float64(s.m)*float64(s.n)*float64(s.k), Options{Kernels: kernels, Activations: ActivationsF16}, func(bl *Builder) {
+					bl.Output("c", bl.MatMul(bl.Input("a", 1, s.m, s.k), bl.Input("b", 1, s.k, s.n), false, false))
+				})
+			})
+			// A model's linear layer run all in fp16 storage: weight,
+			// input and output.
+			b.Run(kernels+"/linear_f16wa_"+s.name, func(b *testing.B) {
+				benchProgramWith(b, 2*float64(s.m)*float64(s.n)*float64(s.k), Options{Kernels: kernels, Weights: WeightsF16, Activations: ActivationsF16}, func(bl *Builder) {
+					bl.Output("c", bl.Linear(bl.Input("a", 1, s.m, s.k), bl.Weight("w", s.n, s.k), nil))
+				})
+			})
 		}
 	}
 }

@@ -152,6 +152,12 @@ type embeddingOp struct{ vocab, d, n int }
 
 func (embeddingOp) Name() string { return "embedding" }
 
+// The ids stay float32: float16 holds whole numbers exactly only up to
+// 2048, and token ids reach 49407. The table and the rows it gathers may
+// be float16.
+func (embeddingOp) halfIn(i int) bool { return i != 1 }
+func (embeddingOp) halfOut() bool     { return true }
+
 // Embedding gathers rows of table [vocab, d] at ids (float-coded integers,
 // as inputs are float32) -> [ids..., d]. An id outside the table gives a row
 // of NaN, so a bad id can never pass silently.

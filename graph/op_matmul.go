@@ -11,7 +11,9 @@ type matmulOp struct {
 	broadcastB, bias bool
 }
 
-func (matmulOp) Name() string { return "matmul" }
+func (matmulOp) Name() string    { return "matmul" }
+func (matmulOp) halfIn(int) bool { return true }
+func (matmulOp) halfOut() bool   { return true }
 
 // MatMul multiplies a [batch, m, k] by b [batch, k, n] (or b [k, n] shared
 // by every batch item). transA/transB read a as [batch, k, m] and b as

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"math/rand"
 	"testing"
 
 	"github.com/neti-project/neti/vk"
@@ -70,6 +71,77 @@ func TestMatMul(t *testing.T) {
 		for _, c := range cases {
 			c.kernels = kernels
 			t.Run(kernels+"/"+c.name, func(t *testing.T) { runOpCase(t, c) })
+		}
+	}
+}
+
+// TestLinearHalfMixed: a model's Linear layer with float16 activations
+// and fp32 or fp16 weights, so that one dispatch binds float16 and float32
+// buffers together (runOpCase's f16 checks make every binding float16;
+// weights and biases are inputs there). Shapes reach matmul_sg,
+// matmul_cols and matmul_rows in the cpu family, the tiled matmul in the
+// gpu one.
+func TestLinearHalfMixed(t *testing.T) {
+	dev := device(t)
+	if !dev.F16() {
+		t.Skipf("%s has no 16-bit storage", dev.Info().Name)
+	}
+	both := []string{WeightsF32, WeightsF16}
+	for _, s := range []struct {
+		rows, in, out int
+		weights       []string
+	}{
+		// matmul_sg with fp16 weights only: with a cold shader cache
+		// lavapipe takes over 10 s to build each of its pipelines.
+		{37, 68, 44, []string{WeightsF16}},
+		{37, 70, 29, both},  // matmul_cols
+		{19, 33, 300, both}, // matmul_rows
+	} {
+		for _, weights := range s.weights {
+			for _, kernels := range []string{"gpu", "cpu"} {
+				t.Run(caseName(s.rows, s.in, s.out, "w"+weights, kernels), func(t *testing.T) {
+					b := NewBuilder()
+					b.Output("y", b.Linear(b.Input("x", 2, s.rows, s.in), b.Weight("w", s.out, s.in), b.Weight("bias", s.out)))
+					g, err := b.Build()
+					if err != nil {
+						t.Fatal(err)
+					}
+					rng := rand.New(rand.NewSource(int64(s.out)))
+					w := map[string][]float32{}
+					src := func(name string, shape []int) ([]float32, error) {
+						if _, ok := w[name]; !ok {
+							w[name] = randVec(rng, numel(shape), 1)
+						}
+						return w[name], nil
+					}
+					p, err := Compile(dev, g, src, Options{Kernels: kernels, Weights: weights, Activations: ActivationsF16})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer p.Close()
+					// x and y half; the bias always fp32 (halfWeights), w as asked.
+					wantHalfW := 0
+					if weights == WeightsF16 {
+						wantHalfW = 1
+					}
+					if p.halfActivationCount() != 2 || p.halfCount() != wantHalfW {
+						t.Fatalf("%d activations and %d weights stored as float16, want 2 and %d", p.halfActivationCount(), p.halfCount(), wantHalfW)
+					}
+					in := map[string][]float32{"x": randVec(rng, 2*s.rows*s.in, 1)}
+					want, err := Interpret(g, in, src)
+					if err != nil {
+						t.Fatal(err)
+					}
+					runPoisoned(t, p, in)
+					got, err := p.Output("y")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if e := RelErr(got, want["y"]); !(e <= 1e-2) {
+						t.Errorf("relative error %.3g > 1e-2", e)
+					}
+				})
+			}
 		}
 	}
 }

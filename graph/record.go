@@ -22,18 +22,18 @@ func (o matmulOp) record(r *recorder, n *Node) error {
 	spec := []uint32{b32(o.transA), b32(o.transB), b32(o.bias)}
 	if sg, rm, ok := matmulSGFor(r.p.dev.Info(), o); ok && r.cpuKernels() {
 		groups := [3]uint32{uint32(ceilDiv(o.n/4, sg*sgQuads)), uint32(ceilDiv(o.m, rm)), uint32(o.batch)}
-		return r.dispatch(r.weightVariant("matmul_sg", b), append(spec, uint32(sg), uint32(rm), sgQuads), push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+		return r.dispatch("matmul_sg", append(spec, uint32(sg), uint32(rm), sgQuads), push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
 	}
 	if r.cpuKernels() && o.n < 128 && ceilDiv(o.m, 64) <= 65535 {
 		groups := [3]uint32{uint32(ceilDiv(o.n, 16)), uint32(ceilDiv(o.m, 64)), uint32(o.batch)}
-		return r.dispatch(r.weightVariant("matmul_cols", b), append(spec, 16), push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+		return r.dispatch("matmul_cols", append(spec, 16), push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
 	}
 	if r.cpuKernels() && ceilDiv(o.m, 8) <= 65535 {
 		groups := [3]uint32{uint32(ceilDiv(o.n, 256)), uint32(ceilDiv(o.m, 8)), uint32(o.batch)}
-		return r.dispatch(r.weightVariant("matmul_rows", b), spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+		return r.dispatch("matmul_rows", spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
 	}
 	groups := [3]uint32{uint32(ceilDiv(o.n, 64)), uint32(ceilDiv(o.m, 64)), uint32(o.batch)}
-	return r.dispatch(r.weightVariant("matmul", b), spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
+	return r.dispatch("matmul", spec, push, groups, []*Tensor{a, b, bias}, []*Tensor{n.Out})
 }
 
 // sgQuads is matmul_sg.comp's CQ, the column quads each lane owns.

@@ -43,7 +43,7 @@ func (o permuteOp) record(r *recorder, n *Node) error {
 func (o embeddingOp) record(r *recorder, n *Node) error {
 	total := o.n * o.d
 	push := []uint32{uint32(total), uint32(o.vocab), uint32(o.d)}
-	return r.dispatch(r.weightVariant("embedding", n.In[0]), nil, push, r.grid(ceilDiv(total, 256)), n.In, []*Tensor{n.Out})
+	return r.dispatch("embedding", nil, push, r.grid(ceilDiv(total, 256)), n.In, []*Tensor{n.Out})
 }
 
 func (o timestepOp) record(r *recorder, n *Node) error {

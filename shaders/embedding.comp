@@ -1,3 +1,5 @@
 #version 450
-// The fp32-weight variant; the body is embedding.glsl.
+#include "storage.glsl"
+// The body is embedding.glsl. storage.glsl types each binding: float,
+// or float16 in the _h variant where HALF_MASK says so.
 #include "embedding.glsl"

@@ -11,11 +11,10 @@ layout(local_size_x = 16, local_size_y = 16) in;
 layout(constant_id = 0) const bool TRANS_A = false;
 layout(constant_id = 1) const bool TRANS_B = false;
 layout(constant_id = 2) const bool HAS_BIAS = false;
-#include "weight.glsl"
-layout(std430, binding = 0) readonly buffer A { float a[]; };
-layout(std430, binding = 1) readonly buffer B { WTYPE b[]; };
-layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
-layout(std430, binding = 3) writeonly buffer C { float c[]; };
+RBUF(0, a)
+RBUF(1, b)
+RBUF(2, bias)
+WBUF(3, c)
 layout(push_constant) uniform P { uint M, N, K, strideA, strideB, strideC; } p;
 
 const uint BM = 16 * TM, BN = 16 * TM, BK = 16;
@@ -24,12 +23,12 @@ shared float Bs[BK][BN + 1];
 
 float loadA(uint base, uint r, uint k) {
     if (r >= p.M || k >= p.K) return 0.0;
-    return TRANS_A ? a[base + k * p.M + r] : a[base + r * p.K + k];
+    return TRANS_A ? a_ld(base + k * p.M + r) : a_ld(base + r * p.K + k);
 }
 
 float loadB(uint base, uint k, uint col) {
     if (k >= p.K || col >= p.N) return 0.0;
-    return TRANS_B ? float(b[base + col * p.K + k]) : float(b[base + k * p.N + col]);
+    return TRANS_B ? b_ld(base + col * p.K + k) : b_ld(base + k * p.N + col);
 }
 
 void main() {
@@ -69,8 +68,8 @@ void main() {
             uint col = col0 + tx + 16 * j;
             if (col >= p.N) continue;
             float v = acc[i][j];
-            if (HAS_BIAS) v += bias[col];
-            c[baseC + r * p.N + col] = v;
+            if (HAS_BIAS) v += bias_ld(col);
+            c_st(baseC + r * p.N + col, v);
         }
     }
 }

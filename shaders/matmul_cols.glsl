@@ -9,11 +9,10 @@ layout(constant_id = 0) const bool TRANS_A = false;
 layout(constant_id = 1) const bool TRANS_B = false;
 layout(constant_id = 2) const bool HAS_BIAS = false;
 layout(constant_id = 3) const uint NC = 16;
-#include "weight.glsl"
-layout(std430, binding = 0) readonly buffer A { float a[]; };
-layout(std430, binding = 1) readonly buffer B { WTYPE b[]; };
-layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
-layout(std430, binding = 3) writeonly buffer C { float c[]; };
+RBUF(0, a)
+RBUF(1, b)
+RBUF(2, bias)
+WBUF(3, c)
 layout(push_constant) uniform P { uint M, N, K, strideA, strideB, strideC; } p;
 
 void main() {
@@ -31,16 +30,16 @@ void main() {
     float acc[NC];
     for (uint j = 0; j < NC; j++) acc[j] = 0.0;
     for (uint k = 0; k < p.K; k++) {
-        float av = TRANS_A ? a[baseA + k * p.M + r] : a[baseA + r * p.K + k];
+        float av = TRANS_A ? a_ld(baseA + k * p.M + r) : a_ld(baseA + r * p.K + k);
         for (uint j = 0; j < NC; j++) {
-            float bv = TRANS_B ? float(b[baseB + cols[j] * p.K + k]) : float(b[baseB + k * p.N + cols[j]]);
+            float bv = TRANS_B ? b_ld(baseB + cols[j] * p.K + k) : b_ld(baseB + k * p.N + cols[j]);
             acc[j] += av * bv;
         }
     }
     uint baseC = gl_WorkGroupID.z * p.strideC + r * p.N;
     for (uint j = 0; j < nc; j++) {
         float v = acc[j];
-        if (HAS_BIAS) v += bias[c0 + j];
-        c[baseC + c0 + j] = v;
+        if (HAS_BIAS) v += bias_ld(c0 + j);
+        c_st(baseC + c0 + j, v);
     }
 }

@@ -8,11 +8,10 @@ layout(local_size_x = 64) in;
 layout(constant_id = 0) const bool TRANS_A = false;
 layout(constant_id = 1) const bool TRANS_B = false;
 layout(constant_id = 2) const bool HAS_BIAS = false;
-#include "weight.glsl"
-layout(std430, binding = 0) readonly buffer A { float a[]; };
-layout(std430, binding = 1) readonly buffer B { WTYPE b[]; };
-layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
-layout(std430, binding = 3) writeonly buffer C { float c[]; };
+RBUF(0, a)
+RBUF(1, b)
+RBUF(2, bias)
+WBUF(3, c)
 layout(push_constant) uniform P { uint M, N, K, strideA, strideB, strideC; } p;
 
 const uint ROWS = 8, COLS = 4;
@@ -35,9 +34,9 @@ void main() {
     for (uint k = 0; k < p.K; k++) {
         float bv[COLS];
         for (uint j = 0; j < COLS; j++)
-            bv[j] = TRANS_B ? float(b[baseB + cols[j] * p.K + k]) : float(b[baseB + k * p.N + cols[j]]);
+            bv[j] = TRANS_B ? b_ld(baseB + cols[j] * p.K + k) : b_ld(baseB + k * p.N + cols[j]);
         for (uint i = 0; i < ROWS; i++) {
-            float av = TRANS_A ? a[baseA + k * p.M + rows[i]] : a[baseA + rows[i] * p.K + k];
+            float av = TRANS_A ? a_ld(baseA + k * p.M + rows[i]) : a_ld(baseA + rows[i] * p.K + k);
             for (uint j = 0; j < COLS; j++) acc[i][j] += av * bv[j];
         }
     }
@@ -46,8 +45,8 @@ void main() {
         for (uint j = 0; j < COLS; j++) {
             if (!ok[j]) continue;
             float v = acc[i][j];
-            if (HAS_BIAS) v += bias[cols[j]];
-            c[baseC + (row0 + i) * p.N + cols[j]] = v;
+            if (HAS_BIAS) v += bias_ld(cols[j]);
+            c_st(baseC + (row0 + i) * p.N + cols[j], v);
         }
     }
 }

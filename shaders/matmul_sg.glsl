@@ -35,20 +35,12 @@ layout(constant_id = 2) const bool HAS_BIAS = false;
 layout(constant_id = 3) const uint SG = 8; // the device's subgroup size
 layout(constant_id = 4) const uint RM = 32; // rows per workgroup, a multiple of 4*SG
 layout(constant_id = 5) const uint CQ = 1; // column quads per lane
-// Weight element type: WEIGHT_F16 (set by the _f16 variant) stores the
-// weight operand as float16 (VK 16-bit storage); every read converts to
-// float, so arithmetic and accumulation stay fp32.
-#ifdef WEIGHT_F16
-#define WTYPE4 f16vec4
-#else
-#define WTYPE4 vec4
-#endif
 // Buffers are bound at 16-byte aligned offsets (graph/program.go plan), so
-// element i*4 of a float view is element i of these.
-layout(std430, binding = 0) readonly buffer A { vec4 a[]; };
-layout(std430, binding = 1) readonly buffer B { WTYPE4 b[]; };
-layout(std430, binding = 2) readonly buffer Bias { vec4 bias[]; };
-layout(std430, binding = 3) writeonly buffer C { vec4 c[]; };
+// element i*4 of a scalar view is element i of the vec4 (or f16vec4) ones.
+RBUF4(0, a)
+RBUF4(1, b)
+RBUF4(2, bias)
+WBUF4(3, c)
 layout(push_constant) uniform P { uint M, N, K, strideA, strideB, strideC; } p;
 
 const uint NA = RM / SG; // row-major A: loads per lane and step
@@ -91,16 +83,16 @@ void main() {
         [[unroll]] for (uint q = 0; q < CQ; q++) {
             if (TRANS_B) {
                 vec4 bc[4];
-                [[unroll]] for (uint j = 0; j < 4; j++) bc[j] = vec4(b[bOff[q][j] + k4]);
+                [[unroll]] for (uint j = 0; j < 4; j++) bc[j] = b_ld4(bOff[q][j] + k4);
                 [[unroll]] for (uint kk = 0; kk < 4; kk++) bk[q][kk] = vec4(bc[0][kk], bc[1][kk], bc[2][kk], bc[3][kk]);
             } else {
-                [[unroll]] for (uint kk = 0; kk < 4; kk++) bk[q][kk] = vec4(b[bOff[q][0] + (k4 * 4 + kk) * N4]);
+                [[unroll]] for (uint kk = 0; kk < 4; kk++) bk[q][kk] = b_ld4(bOff[q][0] + (k4 * 4 + kk) * N4);
             }
         }
         if (TRANS_A) {
             [[unroll]] for (uint kk = 0; kk < 4; kk++) {
                 [[unroll]] for (uint m = 0; m < NT; m++) {
-                    vec4 av = a[aOff[m] + (k4 * 4 + kk) * M4];
+                    vec4 av = a_ld4(aOff[m] + (k4 * 4 + kk) * M4);
                     [[unroll]] for (uint s = 0; s < SG; s++) {
                         vec4 r = subgroupBroadcast(av, s); // rows (m*SG+s)*4 + 0..3
                         uint i = (m * SG + s) * 4;
@@ -115,7 +107,7 @@ void main() {
             }
         } else {
             [[unroll]] for (uint m = 0; m < NA; m++) {
-                vec4 av = a[aOff[m] + k4];
+                vec4 av = a_ld4(aOff[m] + k4);
                 [[unroll]] for (uint s = 0; s < SG; s++) {
                     vec4 r = subgroupBroadcast(av, s); // row m*SG+s, k = 4*k4 + 0..3
                     uint i = m * SG + s;
@@ -133,9 +125,9 @@ void main() {
     uint baseC = gl_WorkGroupID.z * p.strideC / 4;
     [[unroll]] for (uint q = 0; q < CQ; q++) {
         if (col4[q] < N4) {
-            vec4 bv = HAS_BIAS ? bias[col4[q]] : vec4(0.0);
+            vec4 bv = HAS_BIAS ? bias_ld4(col4[q]) : vec4(0.0);
             [[unroll]] for (uint i = 0; i < RM; i++) {
-                if (row0 + i < p.M) c[baseC + (row0 + i) * N4 + col4[q]] = acc[i][q] + bv;
+                if (row0 + i < p.M) c_st4(baseC + (row0 + i) * N4 + col4[q], acc[i][q] + bv);
             }
         }
     }

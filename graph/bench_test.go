@@ -132,6 +132,13 @@ var convBenchShapes = []struct {
 	{"sd15_1x320x32x32", 1, 320, 32, 32, 320, 3, 1},
 }
 
+// convHalfBench says which of convBenchShapes also run with float16
+// storage: the model-sized ones, where the halved traffic could show (the
+// tiny ones would only add lavapipe compile time).
+func convHalfBench(name string) bool {
+	return name == "vae_1x128x64x64" || name == "sd15_1x320x32x32"
+}
+
 // BenchmarkConv2d reports GFLOPS counted as 2 per multiply-add of the
 // convolution proper (padding taps included), for both kernel families.
 func BenchmarkConv2d(b *testing.B) {
@@ -146,6 +153,22 @@ func BenchmarkConv2d(b *testing.B) {
 					bl.Output("y", bl.Conv2d(x, w, bl.Input("bias", s.o), Pad(s.stride, s.k/2)))
 				})
 			})
+			if !convHalfBench(s.name) {
+				continue
+			}
+			// A model's convolution: the filter a weight stored as fp16
+			// (f16w), and also the activations (f16).
+			for _, v := range []struct{ name, act string }{{"f16w_", ActivationsF32}, {"f16_", ActivationsF16}} {
+				b.Run(kernels+"/"+v.name+s.name, func(b *testing.B) {
+					op := convBenchOp(b, s.n, s.c, s.h, s.w, s.o, s.k, s.stride)
+					flops := 2 * float64(s.n*s.o*op.ho*op.wo) * float64(s.c*s.k*s.k)
+					benchProgramWith(b, flops, Options{Kernels: kernels, Weights: WeightsF16, Activations: v.act}, func(bl *Builder) {
+						x := bl.Input("x", s.n, s.c, s.h, s.w)
+						w := bl.Weight("w", s.o, s.c, s.k, s.k)
+						bl.Output("y", bl.Conv2d(x, w, bl.Input("bias", s.o), Pad(s.stride, s.k/2)))
+					})
+				})
+			}
 		}
 	}
 }
@@ -161,6 +184,20 @@ func BenchmarkConv2dBwdInput(b *testing.B) {
 				benchProgramWith(b, flops, Options{Kernels: kernels}, func(bl *Builder) {
 					dy := bl.Input("dy", op.n, op.o, op.ho, op.wo)
 					w := bl.Input("w", op.o, op.c, op.kh, op.kw)
+					bl.Output("dx", bl.conv2dBackwardInput(dy, w, op))
+				})
+			})
+			if !convHalfBench(s.name) {
+				continue
+			}
+			// The filter a weight stored as fp16 (a backward op's
+			// activations stay fp32).
+			b.Run(kernels+"/f16w_"+s.name, func(b *testing.B) {
+				op := convBenchOp(b, s.n, s.c, s.h, s.w, s.o, s.k, s.stride)
+				flops := 2 * float64(s.n*s.o*op.ho*op.wo) * float64(s.c*s.k*s.k)
+				benchProgramWith(b, flops, Options{Kernels: kernels, Weights: WeightsF16}, func(bl *Builder) {
+					dy := bl.Input("dy", op.n, op.o, op.ho, op.wo)
+					w := bl.Weight("w", op.o, op.c, op.kh, op.kw)
 					bl.Output("dx", bl.conv2dBackwardInput(dy, w, op))
 				})
 			})

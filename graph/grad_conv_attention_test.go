@@ -78,37 +78,63 @@ func TestConv2dBwdInput(t *testing.T) {
 
 // TestConv2dBwdInputChained feeds the gradient of one convolution to the
 // next (barriers between the two, memory reuse) and checks that pixels no
-// window covers are exactly zero on the device, not just small.
+// window covers are exactly zero on the device, not just small. The f16w
+// runs make the filters weights stored as float16 (the _h variants' only
+// half binding: a backward op's activations stay fp32), to the fp16 budget.
 func TestConv2dBwdInputChained(t *testing.T) {
 	for _, kernels := range []string{"gpu", "cpu"} {
-		t.Run(kernels, func(t *testing.T) { checkConv2dBwdInputChained(t, kernels) })
+		t.Run(kernels, func(t *testing.T) { checkConv2dBwdInputChained(t, kernels, WeightsF32) })
+		t.Run(kernels+"/f16w", func(t *testing.T) {
+			if dev := device(t); !dev.F16() {
+				t.Skipf("%s has no 16-bit storage", dev.Info().Name)
+			}
+			checkConv2dBwdInputChained(t, kernels, WeightsF16)
+		})
 	}
 }
 
-func checkConv2dBwdInputChained(t *testing.T, kernels string) {
+func checkConv2dBwdInputChained(t *testing.T, kernels, weights string) {
 	dev := device(t)
 	s1 := convShape{n: 1, c: 3, h: 10, w: 10, o: 4, kh: 3, kw: 3, p: Pad(2, 0)} // row/col 9 uncovered
 	s2 := convShape{n: 1, c: 4, h: 4, w: 4, o: 2, kh: 1, kw: 1, p: Pad(1, 0)}
 	op1, op2 := convOpOf(t, s1), convOpOf(t, s2)
 	b := NewBuilder()
+	filter := b.Input
+	if weights == WeightsF16 {
+		filter = b.Weight
+	}
 	dy := b.Input("dy", 1, 2, 4, 4)
-	h := b.conv2dBackwardInput(dy, b.Input("w2", 2, 4, 1, 1), op2)
-	b.Output("dx", b.conv2dBackwardInput(h, b.Input("w1", 4, 3, 3, 3), op1))
+	h := b.conv2dBackwardInput(dy, filter("w2", 2, 4, 1, 1), op2)
+	b.Output("dx", b.conv2dBackwardInput(h, filter("w1", 4, 3, 3, 3), op1))
 	g, err := b.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compile(dev, g, nil, Options{Kernels: kernels})
+	rng := rand.New(rand.NewSource(3))
+	w := map[string][]float32{}
+	src := func(name string, shape []int) ([]float32, error) {
+		if _, ok := w[name]; !ok {
+			w[name] = randVec(rng, numel(shape), 1)
+		}
+		return w[name], nil
+	}
+	p, err := Compile(dev, g, src, Options{Kernels: kernels, Weights: weights})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	rng := rand.New(rand.NewSource(3))
+	tol := 1e-5
+	if weights == WeightsF16 {
+		tol = 1e-2
+		if p.halfCount() != 2 {
+			t.Fatalf("%d filters stored as float16, want 2", p.halfCount())
+		}
+	}
 	in := map[string][]float32{}
 	for _, x := range g.Inputs() {
 		in[x.Name()] = randVec(rng, x.Numel(), 1)
 	}
-	want, err := Interpret(g, in, nil)
+	want, err := Interpret(g, in, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +143,8 @@ func checkConv2dBwdInputChained(t *testing.T, kernels string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := RelErr(got, want["dx"]); !(e <= 1e-5) {
-		t.Errorf("relative error %.3g", e)
+	if e := RelErr(got, want["dx"]); !(e <= tol) {
+		t.Errorf("relative error %.3g > %.1g", e, tol)
 	}
 	for c := 0; c < 3; c++ {
 		for i := 0; i < 10; i++ {
@@ -312,14 +338,51 @@ func TestGradConvAttentionGPU(t *testing.T) {
 }
 
 // TestGradConvKernels runs the convolution gradients with both kernel
-// families, whichever the device would pick.
+// families, whichever the device would pick, and again with float16
+// activations (the forward convolutions' and elementwise ops' tensors; the
+// backward kernels keep theirs fp32).
 func TestGradConvKernels(t *testing.T) {
 	for _, c := range convAttentionGradCases() {
 		if !strings.HasPrefix(c.name, "conv_") {
 			continue
 		}
 		for _, kernels := range []string{"gpu", "cpu"} {
-			t.Run(kernels+"/"+c.name, func(t *testing.T) { checkGradKernels(t, c, kernels) })
+			t.Run(kernels+"/"+c.name, func(t *testing.T) {
+				checkGradKernels(t, c, kernels)
+				if !device(t).F16() {
+					return
+				}
+				t.Run("f16", func(t *testing.T) { checkGradKernelsF16(t, c, kernels) })
+			})
+		}
+	}
+}
+
+// checkGradKernelsF16 is checkGradKernels with Activations f16, to the
+// fp16 budget (1e-2).
+func checkGradKernelsF16(t *testing.T, c gradCase, kernels string) {
+	_, bwd, names := gradGraph(t, c)
+	p, err := Compile(device(t), bwd, nil, Options{Kernels: kernels, Activations: ActivationsF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.halfActivationCount() == 0 {
+		t.Fatal("no tensor stored as float16: this would test fp32")
+	}
+	in := gradInputs(bwd, c, rand.New(rand.NewSource(7)))
+	want, err := Interpret(bwd, in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runPoisoned(t, p, in)
+	for _, name := range append([]string{"loss"}, prefixed("grad_", names)...) {
+		got, err := p.Output(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := RelErr(got, want[name]); !(e <= 1e-2) {
+			t.Errorf("%s: relative error %.3g > 1e-2", name, e)
 		}
 	}
 }

@@ -19,6 +19,11 @@ type conv2dOp struct {
 
 func (conv2dOp) Name() string { return "conv2d" }
 
+// conv2d.comp and conv2d_cpu.comp load x, the filter and the bias and store
+// y through storage.glsl; they accumulate in fp32.
+func (conv2dOp) halfIn(int) bool { return true }
+func (conv2dOp) halfOut() bool   { return true }
+
 // Conv2d convolves x [n, c, h, w] with w [o, c, kh, kw] (+ bias [o]) as an
 // implicit GEMM: no im2col buffer is ever made.
 func (b *Builder) Conv2d(x, w, bias *Tensor, p Conv2dParams) *Tensor {

@@ -49,7 +49,10 @@ func (op conv2dBwdInputOp) record(r *recorder, n *Node) error {
 		uint32(o.kh), uint32(o.kw), uint32(sh), uint32(sw), uint32(o.p.PadTop), uint32(o.p.PadLeft),
 		uint32(pixTiles), uint32(cTiles),
 	}
-	return r.dispatch(r.weightVariant("conv2d_bwd_input", n.In[1]), nil, push, groups, n.In, []*Tensor{n.Out})
+	// dispatch picks the _h variant when the filter is an fp16 weight; dy
+	// and dx stay fp32 (the op does not implement halfStorage: training
+	// keeps fp32 where a backward kernel reads or writes).
+	return r.dispatch("conv2d_bwd_input", nil, push, groups, n.In, []*Tensor{n.Out})
 }
 
 // recordCPU dispatches conv2d_bwd_input_cpu.comp: c.oc input channels of
@@ -72,7 +75,7 @@ func (op conv2dBwdInputOp) recordCPU(r *recorder, n *Node, c convCPU, phases, ma
 		uint32(pixBlocks), uint32(cBlocks),
 	}
 	spec := []uint32{uint32(c.oc), uint32(c.px), uint32(c.sg)}
-	return r.dispatch(r.weightVariant("conv2d_bwd_input_cpu", n.In[1]), spec, push, groups, n.In, []*Tensor{n.Out})
+	return r.dispatch("conv2d_bwd_input_cpu", spec, push, groups, n.In, []*Tensor{n.Out})
 }
 
 // phaseLen is how many of the size input rows (or columns) i have

@@ -43,7 +43,7 @@ func (o conv2dOp) record(r *recorder, n *Node) error {
 		uint32(pixTiles), uint32(oTiles),
 	}
 	spec := []uint32{uint32(o.kh), uint32(o.kw), b32(o.bias), uint32(tm)}
-	return r.dispatch(r.weightVariant("conv2d", w), spec, push, groups, []*Tensor{x, w, bias}, []*Tensor{n.Out})
+	return r.dispatch("conv2d", spec, push, groups, []*Tensor{x, w, bias}, []*Tensor{n.Out})
 }
 
 // convCPU is how conv2d_cpu.comp and conv2d_bwd_input_cpu.comp split
@@ -117,7 +117,7 @@ func (o conv2dOp) recordCPU(r *recorder, n *Node, x, w, bias *Tensor, c convCPU)
 		b32(o.bias), uint32(pixBlocks), uint32(oBlocks),
 	}
 	spec := []uint32{uint32(c.oc), uint32(c.px), uint32(c.sg)}
-	return r.dispatch(r.weightVariant("conv2d_cpu", w), spec, push, groups, []*Tensor{x, w, bias}, []*Tensor{n.Out})
+	return r.dispatch("conv2d_cpu", spec, push, groups, []*Tensor{x, w, bias}, []*Tensor{n.Out})
 }
 
 // convRows is conv2d.comp's TM, output channels per invocation: a

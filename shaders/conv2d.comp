@@ -1,3 +1,5 @@
 #version 450
-// The fp32-weight variant; the body is conv2d.glsl.
+#include "storage.glsl"
+// The body is conv2d.glsl; its bindings may hold float16 in the _h variant
+// (storage.glsl).
 #include "conv2d.glsl"

@@ -19,11 +19,10 @@ layout(constant_id = 2) const bool HAS_BIAS = false;
 // output channels (conv_out has 3 or 4), which would otherwise compute a
 // 64-channel tile to keep a handful.
 layout(constant_id = 3) const uint TM = 4;
-#include "weight.glsl"
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) readonly buffer Wt { WTYPE w[]; };
-layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
-layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+RBUF(0, x)
+RBUF(1, w)
+RBUF(2, bias)
+WBUF(3, y)
 layout(push_constant) uniform P {
     uint C, H, W, O, HO, WO;
     uint strideH, strideW, padTop, padLeft;
@@ -65,7 +64,7 @@ void main() {
             // Weight tile: consecutive threads walk k, which is contiguous.
             uint kk = idx % BK, r = idx / BK;
             uint o = o0 + r, k = k0 + kk;
-            As[kk][r] = (o < p.O && k < K) ? float(w[o * K + k]) : 0.0;
+            As[kk][r] = (o < p.O && k < K) ? w_ld(o * K + k) : 0.0;
         }
         for (uint e = 0; e < 4; e++) {
             uint idx = tid + e * 256;
@@ -80,7 +79,7 @@ void main() {
                 int iy = iy0 + int(rem / KW);
                 int ix = ix0 + int(rem % KW);
                 if (iy >= 0 && iy < int(p.H) && ix >= 0 && ix < int(p.W)) {
-                    v = x[xBase + c * plane + uint(iy) * p.W + uint(ix)];
+                    v = x_ld(xBase + c * plane + uint(iy) * p.W + uint(ix));
                 }
             }
             Bs[kb][cc] = v;
@@ -98,11 +97,11 @@ void main() {
     for (uint i = 0; i < TM; i++) {
         uint o = o0 + ty + 16 * i;
         if (o >= p.O) continue;
-        float b0 = HAS_BIAS ? bias[o] : 0.0;
+        float b0 = HAS_BIAS ? bias_ld(o) : 0.0;
         for (uint j = 0; j < 4; j++) {
             uint pix = p0 + tx + 16 * j;
             if (pix >= P) continue;
-            y[yBase + o * P + pix] = acc[i][j] + b0;
+            y_st(yBase + o * P + pix, acc[i][j] + b0);
         }
     }
 }

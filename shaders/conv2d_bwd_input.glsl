@@ -23,10 +23,9 @@
 // z = (image * channel tiles + channel tile) * phases + phase.
 #include "common.glsl"
 layout(local_size_x = 16, local_size_y = 16) in;
-#include "weight.glsl"
-layout(std430, binding = 0) readonly buffer DY { float dy[]; };
-layout(std430, binding = 1) readonly buffer Wt { WTYPE w[]; };
-layout(std430, binding = 2) writeonly buffer DX { float dx[]; };
+RBUF(0, dy)
+RBUF(1, w)
+WBUF(2, dx)
 layout(push_constant) uniform P {
     uint C, H, W, O, HO, WO;
     uint KH, KW, SH, SW;
@@ -95,10 +94,10 @@ void main() {
                     uint kk = kRow + 4 * e;
                     uint o = o0 + kk;
                     // Weight tile: consecutive threads walk input channels.
-                    As[kk][myCol] = (o < p.O && myC < p.C) ? float(w[o * wStride + wAt]) : 0.0;
+                    As[kk][myCol] = (o < p.O && myC < p.C) ? w_ld(o * wStride + wAt) : 0.0;
                     // Gradient tile: consecutive threads walk the phase's
                     // pixels, contiguous along a row of dy for stride 1.
-                    Bs[kk][myCol] = (o < p.O && dyOK) ? dy[dyAt + o * planeY] : 0.0;
+                    Bs[kk][myCol] = (o < p.O && dyOK) ? dy_ld(dyAt + o * planeY) : 0.0;
                 }
                 barrier();
                 for (uint kk = 0; kk < BK; kk++) {
@@ -119,7 +118,7 @@ void main() {
         uint iy = iy0 + p.SH * (pix / wx), ix = ix0 + p.SW * (pix % wx);
         for (uint i = 0; i < 4; i++) {
             uint c = c0 + ty + 16 * i;
-            if (c < p.C) dx[dxBase + c * plane + iy * p.W + ix] = acc[i][j];
+            if (c < p.C) dx_st(dxBase + c * plane + iy * p.W + ix, acc[i][j]);
         }
     }
 }

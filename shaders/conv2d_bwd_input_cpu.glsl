@@ -37,10 +37,9 @@ layout(local_size_x_id = 2) in; // one subgroup per workgroup
 layout(constant_id = 0) const uint CB = 32; // input channels per invocation, a multiple of SG
 layout(constant_id = 1) const uint PX = 4; // input pixels per invocation
 layout(constant_id = 2) const uint SG = 8; // the device's subgroup size
-#include "weight.glsl"
-layout(std430, binding = 0) readonly buffer DY { float dy[]; };
-layout(std430, binding = 1) readonly buffer Wt { WTYPE w[]; };
-layout(std430, binding = 2) writeonly buffer DX { float dx[]; };
+RBUF(0, dy)
+RBUF(1, w)
+WBUF(2, dx)
 layout(push_constant) uniform P {
     uint C, H, W, O, HO, WO;
     uint KH, KW, SH, SW, padTop, padLeft;
@@ -106,13 +105,13 @@ void main() {
             for (uint o = 0; o < p.O; o++) {
                 float v[PX];
                 [[unroll]] for (uint q = 0; q < PX; q++) {
-                    float g = dy[dyOff[q] + o * planeY];
+                    float g = dy_ld(dyOff[q] + o * planeY);
                     v[q] = inside[q] ? g : 0.0;
                 }
                 uint k = o * wStride + t;
                 float wv[CB];
                 [[unroll]] for (uint m = 0; m < NW; m++) {
-                    float wl = float(w[wCh[m] + k]);
+                    float wl = w_ld(wCh[m] + k);
                     [[unroll]] for (uint i = 0; i < SG; i++) wv[m * SG + i] = subgroupBroadcast(wl, i);
                 }
                 [[unroll]] for (uint j = 0; j < CB; j++) {
@@ -132,7 +131,7 @@ void main() {
         uint c = c0 + j;
         if (c < p.C) {
             [[unroll]] for (uint q = 0; q < PX; q++) {
-                if (pix[q] < P) dx[dxOff[q] + c * plane] = acc[j][q];
+                if (pix[q] < P) dx_st(dxOff[q] + c * plane, acc[j][q]);
             }
         }
     }

@@ -40,11 +40,10 @@ layout(local_size_x_id = 2) in; // one subgroup per workgroup
 layout(constant_id = 0) const uint OC = 32; // output channels per invocation, a multiple of SG
 layout(constant_id = 1) const uint PX = 4; // output pixels per invocation
 layout(constant_id = 2) const uint SG = 8; // the device's subgroup size
-#include "weight.glsl"
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) readonly buffer Wt { WTYPE w[]; };
-layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
-layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+RBUF(0, x)
+RBUF(1, w)
+RBUF(2, bias)
+WBUF(3, y)
 layout(push_constant) uniform P {
     uint C, H, W, O, HO, WO;
     uint KH, KW, strideH, strideW, padTop, padLeft;
@@ -98,13 +97,13 @@ void main() {
             for (uint c = 0; c < p.C; c++) {
                 float v[PX];
                 [[unroll]] for (uint q = 0; q < PX; q++) {
-                    float xv = x[xOff[q] + c * plane];
+                    float xv = x_ld(xOff[q] + c * plane);
                     v[q] = inside[q] ? xv : 0.0;
                 }
                 uint k = c * KK + t;
                 float wv[OC];
                 [[unroll]] for (uint m = 0; m < NW; m++) {
-                    float wl = float(w[wRow[m] + k]);
+                    float wl = w_ld(wRow[m] + k);
                     [[unroll]] for (uint i = 0; i < SG; i++) wv[m * SG + i] = subgroupBroadcast(wl, i);
                 }
                 [[unroll]] for (uint j = 0; j < OC; j++) {
@@ -117,9 +116,9 @@ void main() {
     [[unroll]] for (uint j = 0; j < OC; j++) {
         uint o = o0 + j;
         if (o < p.O) {
-            float b0 = p.hasBias != 0 ? bias[o] : 0.0;
+            float b0 = p.hasBias != 0 ? bias_ld(o) : 0.0;
             [[unroll]] for (uint q = 0; q < PX; q++) {
-                if (pix[q] < P) y[yBase + o * P + pix[q]] = acc[j][q] + b0;
+                if (pix[q] < P) y_st(yBase + o * P + pix[q], acc[j][q] + b0);
             }
         }
     }

@@ -7,14 +7,13 @@ import (
 
 // Weight precision. Weights are the bulk of a diffusion model's device
 // memory (SD 1.5's UNet: 3.4 GB in fp32), so on devices with 16-bit storage
-// the executor may keep them as float16, halving that. Only weights that
-// every consumer reads through an operand with an fp16 kernel variant are
-// stored so (matmul's B operand, conv2d's and its input gradient's filter,
-// embedding tables); those kernels convert each element to float as they
-// load it, so arithmetic and accumulation stay fp32 and only the rounding
-// of the stored weights differs from the fp32 path. Biases, norm scales and
-// everything else stay fp32: they are small and some kernels read them
-// through operands without a variant.
+// the executor may keep them as float16, halving that. Only the large
+// weights are stored so (matmul's B operand, conv2d's and its input
+// gradient's filter, embedding tables), and only where every consumer is
+// one of those operands; the kernels (storage.glsl) convert each element
+// to float as they load it, so arithmetic and accumulation stay fp32 and
+// only the rounding of the stored weights differs from the fp32 path.
+// Biases and norm scales stay fp32: they are small.
 const (
 	// WeightsF32 stores every weight as float32 (the default).
 	WeightsF32 = "f32"
@@ -100,8 +99,8 @@ func storageBytes(n int, half bool) int64 {
 	return int64(n) * 4
 }
 
-// halfOperand says whether input i of n has a kernel variant that reads it
-// as float16 (the shader's _f16 file).
+// halfOperand says whether input i of n is a large-weight operand that its
+// kernels can read as float16.
 func halfOperand(n *Node, i int) bool {
 	switch n.Op.(type) {
 	case matmulOp, conv2dOp, conv2dBwdInputOp:
@@ -113,7 +112,7 @@ func halfOperand(n *Node, i int) bool {
 }
 
 // halfWeights picks the weights stored as float16: every read of them (or of
-// a view of them) goes through an operand with an fp16 variant.
+// a view of them) goes through a large-weight operand (halfOperand).
 func halfWeights(g *Graph) map[int]bool {
 	half := map[int]bool{}
 	bad := map[int]bool{}

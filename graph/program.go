@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -550,15 +549,10 @@ func (r *recorder) dispatch(shader string, spec []uint32, push []uint32, groups 
 		}
 	}
 	if mask != 0 {
-		switch {
-		case shaders.HasHalf(shader):
-			shader += shaders.HalfSuffix
-		case strings.HasSuffix(shader, "_f16"):
-			// A weight variant of its own (weight.glsl): no mask.
-			mask = 0
-		default:
+		if !shaders.HasHalf(shader) {
 			return fmt.Errorf("kernel %s has no float16 variant for bindings %#b", shader, mask)
 		}
+		shader += shaders.HalfSuffix
 	}
 	k, err := r.kernel(shader, spec, mask, len(ins)+len(outs), 4*len(push))
 	if err != nil {
@@ -649,15 +643,6 @@ func (r *recorder) grid(n int) [3]uint32 {
 		return [3]uint32{uint32(n), 1, 1}
 	}
 	return [3]uint32{uint32(lim), uint32((n + lim - 1) / lim), 1}
-}
-
-// weightVariant names the shader variant for a weight operand: the _f16
-// file where t is stored as float16.
-func (r *recorder) weightVariant(shader string, t *Tensor) string {
-	if r.p.half[t.root().id] {
-		return shader + "_f16"
-	}
-	return shader
 }
 
 // halfCount is the number of weights stored as float16.

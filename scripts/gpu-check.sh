@@ -3,7 +3,7 @@
 # tree: .gl/ holds the Vulkan loader (and .gl/vl the validation layer) .deb
 # files, .gpubin.tar.xz the neti binary and the package test binaries, built
 # here with scripts/gpu-pack.sh (the machine has no Go). Results go to $OUT.
-# Usage: scripts/gpu-check.sh [phase...]  (phases: tests train bench sd15)
+# Usage: scripts/gpu-check.sh [phase...]  (phases: tests train bench sd15 profile half)
 set -u
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
@@ -93,6 +93,26 @@ phase_profile() {
 	stamp "sd15 generate 512"
 	t=$SECONDS; timeout 120 $B/neti generate -m /tmp/sd15 -p "a photo of a cat" --steps 25 --seed 1 -o /tmp/sd15.png 2>&1 | tr '\r' '\n' | tail -2 >>"$LOG"
 	echo "generate sd15 512 25 steps: $((SECONDS-t)) s wall" >>"$LOG"
+}
+
+# fp16 storage: the kernels' tests (plain and _h variants) and the SD 1.5
+# UNet step and generation with fp16 weights and activations, fp16 weights
+# only, and fp32.
+phase_half() {
+	for p in graph model/sd; do
+		n=$(echo $p | tr / _)
+		stamp "test $p" >>"$OUT/tests.txt"
+		(cd "$R/$p" && timeout 150 $B/$n.test -test.count=1 2>&1 | tail -25) >>"$OUT/tests.txt"
+	done
+	stamp "sd15 init"
+	[ -d /tmp/sd15 ] || timeout 90 $B/neti model init --config sd15 --out /tmp/sd15 >>"$LOG" 2>&1
+	stamp "sd15 bench"
+	(cd "$R/model/sd" && NETI_BENCH_SD15_DIR=/tmp/sd15 timeout 180 $B/model_sd.test -test.run '^$' -test.bench 'UNetStep/sd15|Plan512' -test.benchtime 10x 2>&1 | grep -v '^=== ') >>"$OUT/bench.txt"
+	for h in "" --no-half; do
+		stamp "sd15 generate 512 $h"
+		t=$SECONDS; timeout 120 $B/neti generate $h -m /tmp/sd15 -p "a photo of a cat" --steps 25 --seed 1 -o /tmp/sd15.png 2>&1 | tr '\r' '\n' | tail -2 >>"$LOG"
+		echo "generate sd15 512 25 steps $h: $((SECONDS-t)) s wall" >>"$LOG"
+	done
 }
 
 # Training and the tests share the GPU (timings of neither are reported from

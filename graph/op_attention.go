@@ -13,7 +13,9 @@ type attentionOp struct {
 	offset                        int // causal: query i sees keys j <= i+offset
 }
 
-func (attentionOp) Name() string { return "attention" }
+func (attentionOp) Name() string    { return "attention" }
+func (attentionOp) halfIn(int) bool { return true } // q, k, v; the running max and sum stay fp32 in registers
+func (attentionOp) halfOut() bool   { return true }
 
 // Attention is fused scaled-dot-product attention with online softmax: the
 // nq x nk score matrix is never stored. q is [batch, nq, heads*dh]; k and v

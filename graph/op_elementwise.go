@@ -216,7 +216,9 @@ func (o binaryOp) eval(n *Node, in [][]float32) ([]float32, error) {
 
 type gegluOp struct{ rows, f int }
 
-func (gegluOp) Name() string { return "geglu" }
+func (gegluOp) Name() string    { return "geglu" }
+func (gegluOp) halfIn(int) bool { return true }
+func (gegluOp) halfOut() bool   { return true }
 
 // GEGLU splits the last dimension of x [..., 2f] into (h, g) and returns
 // h * gelu(g) [..., f] (diffusers' FeedForward).
@@ -239,7 +241,9 @@ func (o gegluOp) eval(n *Node, in [][]float32) ([]float32, error) {
 
 type softmaxOp struct{ rows, d int }
 
-func (softmaxOp) Name() string { return "softmax" }
+func (softmaxOp) Name() string    { return "softmax" }
+func (softmaxOp) halfIn(int) bool { return true } // the row max and sum stay fp32 in registers and shared memory
+func (softmaxOp) halfOut() bool   { return true }
 
 // Softmax normalises over the last dimension.
 func (b *Builder) Softmax(x *Tensor) *Tensor {

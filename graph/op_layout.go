@@ -221,7 +221,9 @@ type reduceOp struct {
 	mean               bool
 }
 
-func (reduceOp) Name() string { return "reduce" }
+func (reduceOp) Name() string    { return "reduce" }
+func (reduceOp) halfIn(int) bool { return true } // the sums accumulate in fp32
+func (reduceOp) halfOut() bool   { return true }
 
 // Sum reduces axis of x (keeping the other dimensions).
 func (b *Builder) Sum(x *Tensor, axis int) *Tensor { return b.reduce(x, axis, false) }

@@ -8,7 +8,9 @@ type groupNormOp struct {
 	silu             bool
 }
 
-func (groupNormOp) Name() string { return "groupnorm" }
+func (groupNormOp) Name() string    { return "groupnorm" }
+func (groupNormOp) halfIn(int) bool { return true } // x, gamma, beta; the chunk statistics are fp32 scratch
+func (groupNormOp) halfOut() bool   { return true }
 
 // GroupNorm normalises x [n, c, ...] over groups of channels with affine
 // gamma/beta [c]; silu fuses the activation that follows most SD norms.
@@ -38,7 +40,9 @@ type layerNormOp struct {
 	eps     float32
 }
 
-func (layerNormOp) Name() string { return "layernorm" }
+func (layerNormOp) Name() string    { return "layernorm" }
+func (layerNormOp) halfIn(int) bool { return true } // mean and variance stay fp32 in shared memory
+func (layerNormOp) halfOut() bool   { return true }
 
 // LayerNorm normalises over the last dimension with affine gamma/beta.
 func (b *Builder) LayerNorm(x, gamma, beta *Tensor, eps float32) *Tensor {

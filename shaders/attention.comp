@@ -1,4 +1,5 @@
 #version 450
+#include "storage.glsl"
 // attention: out = softmax(scale * q k^T [+ causal mask]) v per (batch,
 // head), flash style: the nq x nk scores are never stored. A workgroup owns
 // BQ queries of one (batch, head) and walks the keys in blocks of BK staged
@@ -45,10 +46,10 @@ const uint PARTS = LANES > 1 ? WG * RQ * (BK + 1) : 1;
 const bool ONLINE = PERKEY && LANES == 1;
 const uint SCORES = ONLINE ? 1 : RQ * BK;
 
-layout(std430, binding = 0) readonly buffer Q { float q[]; };
-layout(std430, binding = 1) readonly buffer K { float k[]; };
-layout(std430, binding = 2) readonly buffer V { float v[]; };
-layout(std430, binding = 3) writeonly buffer O { float o[]; };
+RBUF(0, q)
+RBUF(1, k)
+RBUF(2, v)
+WBUF(3, o)
 layout(push_constant) uniform P {
     uint nq, nk, heads;
     uint qblocks; // ceil(nq / BQ)
@@ -69,17 +70,17 @@ const float NEG = -3.402823e38;
 // starts at base, with zeros past its end.
 vec4 loadQ(uint base, uint c, uint n) {
     vec4 r = vec4(0.0);
-    for (uint t = 0; t < 4; t++) if (4 * c + t < n) r[t] = q[base + 4 * c + t];
+    for (uint t = 0; t < 4; t++) if (4 * c + t < n) r[t] = q_ld(base + 4 * c + t);
     return r;
 }
 vec4 loadK(uint base, uint c, uint n) {
     vec4 r = vec4(0.0);
-    for (uint t = 0; t < 4; t++) if (4 * c + t < n) r[t] = k[base + 4 * c + t];
+    for (uint t = 0; t < 4; t++) if (4 * c + t < n) r[t] = k_ld(base + 4 * c + t);
     return r;
 }
 vec4 loadV(uint base, uint c, uint n) {
     vec4 r = vec4(0.0);
-    for (uint t = 0; t < 4; t++) if (4 * c + t < n) r[t] = v[base + 4 * c + t];
+    for (uint t = 0; t < 4; t++) if (4 * c + t < n) r[t] = v_ld(base + 4 * c + t);
     return r;
 }
 
@@ -218,7 +219,7 @@ void main() {
         for (uint e = 0; e < DV; e++) {
             uint c = lane + LANES * e;
             for (uint t = 0; t < 4; t++) {
-                if (c < DHV4 && 4 * c + t < DHV) o[base + 4 * c + t] = acc[r * DV + e][t] * inv;
+                if (c < DHV4 && 4 * c + t < DHV) o_st(base + 4 * c + t, acc[r * DV + e][t] * inv);
             }
         }
     }

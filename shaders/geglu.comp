@@ -1,11 +1,12 @@
 #version 450
+#include "storage.glsl"
 // geglu: x [rows, 2f] -> y [rows, f] = hidden * gelu(gate), hidden being
 // the first half of each row and gate the second (diffusers' GEGLU, exact
 // GELU).
 #include "common.glsl"
 layout(local_size_x = 256) in;
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) writeonly buffer Y { float y[]; };
+RBUF(0, x)
+WBUF(1, y)
 layout(push_constant) uniform P { uint n, f; } p; // n = rows * f
 
 void main() {
@@ -13,6 +14,6 @@ void main() {
     if (i >= p.n) return;
     uint r = i / p.f, c = i % p.f;
     uint base = 2 * r * p.f + c;
-    float h = x[base], g = x[base + p.f];
-    y[i] = h * gelu_(g);
+    float h = x_ld(base), g = x_ld(base + p.f);
+    y_st(i, h * gelu_(g));
 }

@@ -1,4 +1,5 @@
 #version 450
+#include "storage.glsl"
 // groupnorm: second half (see groupnorm_stats.comp). Each workgroup owns one
 // chunk of one group: it merges the group's chunk statistics (at most 256,
 // so this costs less than a separate dispatch would), then normalises its
@@ -7,11 +8,11 @@
 #include "groupnorm_stats.glsl"
 layout(local_size_x = GN_WG) in;
 layout(constant_id = 0) const bool SILU = false;
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) readonly buffer Gamma { float gamma[]; };
-layout(std430, binding = 2) readonly buffer Beta { float beta[]; };
-layout(std430, binding = 3) readonly buffer Part { float part[]; };
-layout(std430, binding = 4) writeonly buffer Y { float y[]; };
+RBUF(0, x)
+RBUF(1, gamma)
+RBUF(2, beta)
+RBUF(3, part) // chunk statistics: program scratch, not a graph tensor, so always fp32
+WBUF(4, y)
 layout(push_constant) uniform P {
     uint gsize, chunk, nChunks, nWork;
     uint c;  // channels
@@ -29,7 +30,7 @@ void main() {
     for (uint j = t; j < p.nChunks; j += GN_WG) {
         float nj = float(min(p.chunk, p.gsize - j * p.chunk));
         uint at = 2 * (grp * p.nChunks + j);
-        merge(n, mean, m2, nj, part[at], part[at + 1]);
+        merge(n, mean, m2, nj, part_ld(at), part_ld(at + 1));
     }
     mergeGroup(n, mean, m2);
     // Biased variance, as torch.group_norm.
@@ -41,8 +42,8 @@ void main() {
     for (uint i = t; i < cnt; i += GN_WG) {
         uint idx = base + i;
         uint ch = (idx / p.hw) % p.c;
-        float v = (x[idx] - mean) * rstd * gamma[ch] + beta[ch];
+        float v = (x_ld(idx) - mean) * rstd * gamma_ld(ch) + beta_ld(ch);
         if (SILU) v = v / (1.0 + exp(-v));
-        y[idx] = v;
+        y_st(idx, v);
     }
 }

@@ -1,4 +1,5 @@
 #version 450
+#include "storage.glsl"
 // groupnorm_stats: first half of groupnorm. A group of channels is
 // contiguous in NCHW and can hold millions of elements (VAE at 512x512), so
 // it is split into chunks and each workgroup reduces one chunk to its mean
@@ -7,8 +8,8 @@
 #include "common.glsl"
 #include "groupnorm_stats.glsl"
 layout(local_size_x = GN_WG) in;
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) writeonly buffer Part { float part[]; }; // [nWork][2]: mean, M2
+RBUF(0, x)
+WBUF(1, part) // [nWork][2]: mean, M2 (program scratch, not a graph tensor, so always fp32)
 layout(push_constant) uniform P {
     uint gsize;   // elements per group
     uint chunk;   // elements per chunk (the last chunk of a group may be short)
@@ -26,7 +27,7 @@ void main() {
 
     float n = 0.0, mean = 0.0, m2 = 0.0;
     for (uint i = gl_LocalInvocationID.x; i < cnt; i += GN_WG) {
-        float v = x[base + i];
+        float v = x_ld(base + i);
         n += 1.0;
         float d = v - mean;
         mean += d / n;
@@ -34,7 +35,7 @@ void main() {
     }
     mergeGroup(n, mean, m2);
     if (gl_LocalInvocationID.x == 0) {
-        part[2 * wg] = mean;
-        part[2 * wg + 1] = m2;
+        part_st(2 * wg, mean);
+        part_st(2 * wg + 1, m2);
     }
 }

@@ -1,4 +1,5 @@
 #version 450
+#include "storage.glsl"
 // layernorm: one row per workgroup, normalised over its last dimension with
 // affine gamma/beta. Two passes (mean, then the squared deviations from it)
 // so rows with a large mean keep their variance; the row is kept in shared
@@ -10,10 +11,10 @@
 // width: narrow rows (CLIP tiny, 32) should not idle most invocations, and
 // CPU drivers pay per invocation for every workgroup that has barriers.
 layout(local_size_x_id = 0) in;
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) readonly buffer Gamma { float gamma[]; };
-layout(std430, binding = 2) readonly buffer Beta { float beta[]; };
-layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+RBUF(0, x)
+RBUF(1, gamma)
+RBUF(2, beta)
+WBUF(3, y)
 layout(push_constant) uniform P { uint rows, d; float eps; } p;
 
 const uint WG = gl_WorkGroupSize.x, CACHE = 4096, PARTS = 8;
@@ -41,7 +42,7 @@ float reduceSum(float v) {
     return r;
 }
 
-float at(uint base, uint i) { return i < CACHE ? row[i] : x[base + i]; }
+float at(uint base, uint i) { return i < CACHE ? row[i] : x_ld(base + i); }
 
 void main() {
     uint r = linearGroup();
@@ -51,7 +52,7 @@ void main() {
 
     float s = 0.0;
     for (uint i = t; i < p.d; i += WG) {
-        float v = x[base + i];
+        float v = x_ld(base + i);
         if (i < CACHE) row[i] = v;
         s += v;
     }
@@ -63,6 +64,6 @@ void main() {
     }
     float rstd = 1.0 / sqrt(reduceSum(q) / float(p.d) + p.eps);
     for (uint i = t; i < p.d; i += WG) {
-        y[base + i] = (at(base, i) - mean) * rstd * gamma[i] + beta[i];
+        y_st(base + i, (at(base, i) - mean) * rstd * gamma_ld(i) + beta_ld(i));
     }
 }

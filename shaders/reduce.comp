@@ -1,4 +1,5 @@
 #version 450
+#include "storage.glsl"
 // reduce: sum (or mean) over the middle axis of [outer, axis, inner].
 // Two strategies, chosen by a specialization constant:
 //  TREE: one workgroup per output, 256 invocations stride over the axis
@@ -9,8 +10,8 @@
 #include "common.glsl"
 layout(local_size_x = 256) in;
 layout(constant_id = 0) const bool TREE = true;
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) writeonly buffer O { float o[]; };
+RBUF(0, x)
+WBUF(1, o)
 layout(push_constant) uniform P { uint outer, axis, inner, mean; } p;
 shared float part[256];
 
@@ -24,12 +25,12 @@ void main() {
         float s0 = 0.0, s1 = 0.0;
         uint a = 0;
         for (; a + 1 < p.axis; a += 2) {
-            s0 += x[base + a * p.inner];
-            s1 += x[base + (a + 1) * p.inner];
+            s0 += x_ld(base + a * p.inner);
+            s1 += x_ld(base + (a + 1) * p.inner);
         }
-        if (a < p.axis) s0 += x[base + a * p.inner];
+        if (a < p.axis) s0 += x_ld(base + a * p.inner);
         float s = s0 + s1;
-        o[out_] = p.mean != 0u ? s / float(p.axis) : s;
+        o_st(out_, p.mean != 0u ? s / float(p.axis) : s);
         return;
     }
     uint out_ = linearGroup();
@@ -37,12 +38,12 @@ void main() {
     uint oi = out_ / p.inner, ii = out_ % p.inner;
     uint base = oi * p.axis * p.inner + ii;
     float s = 0.0;
-    for (uint a = gl_LocalInvocationID.x; a < p.axis; a += 256) s += x[base + a * p.inner];
+    for (uint a = gl_LocalInvocationID.x; a < p.axis; a += 256) s += x_ld(base + a * p.inner);
     part[gl_LocalInvocationID.x] = s;
     barrier();
     for (uint w = 128; w > 0; w >>= 1) {
         if (gl_LocalInvocationID.x < w) part[gl_LocalInvocationID.x] += part[gl_LocalInvocationID.x + w];
         barrier();
     }
-    if (gl_LocalInvocationID.x == 0) o[out_] = p.mean != 0u ? part[0] / float(p.axis) : part[0];
+    if (gl_LocalInvocationID.x == 0) o_st(out_, p.mean != 0u ? part[0] / float(p.axis) : part[0]);
 }

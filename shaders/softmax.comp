@@ -1,4 +1,5 @@
 #version 450
+#include "storage.glsl"
 // softmax over the last dimension of x [rows, d]. TPR threads share a row
 // (a power of two up to the workgroup size, picked from d so narrow rows do
 // not leave most of a workgroup idle); each keeps an online max and sum over
@@ -9,8 +10,8 @@ layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint TPR = 128; // threads per row
 const uint WG = 128;
 const uint RPW = WG / TPR; // rows per workgroup
-layout(std430, binding = 0) readonly buffer X { float x[]; };
-layout(std430, binding = 1) writeonly buffer Y { float y[]; };
+RBUF(0, x)
+WBUF(1, y)
 layout(push_constant) uniform P { uint rows, d; } p;
 
 shared float sm[WG];
@@ -28,7 +29,7 @@ void main() {
     float m = NEG, s = 0.0;
     if (live) {
         for (uint c = lane; c < p.d; c += TPR) {
-            float v = x[base + c];
+            float v = x_ld(base + c);
             // One exponential per element: rescale the sum only when the
             // maximum moves.
             if (v > m) {
@@ -57,6 +58,6 @@ void main() {
     float mx = sm[tid - lane];
     float inv = 1.0 / ss[tid - lane];
     for (uint c = lane; c < p.d; c += TPR) {
-        y[base + c] = exp(x[base + c] - mx) * inv;
+        y_st(base + c, exp(x_ld(base + c) - mx) * inv);
     }
 }

@@ -18,6 +18,22 @@ func benchProgram(b *testing.B, flops float64, build func(*Builder)) {
 
 func benchProgramWith(b *testing.B, flops float64, opts Options, build func(*Builder)) {
 	b.Helper()
+	_, _, el, gpu := runBench(b, opts, build)
+	b.ReportMetric(flops*float64(b.N)/el.Seconds()/1e9, "GFLOPS")
+	// GPU time of the last run's kernels alone: what the kernel reaches in
+	// a model, where one submit carries hundreds of dispatches.
+	if gpu > 0 {
+		b.ReportMetric(flops/gpu.Seconds()/1e9, "kernel-GFLOPS")
+	}
+}
+
+// runBench compiles the graph that build makes (with a profile), sets
+// every input to random values, runs it once (lavapipe compiles shaders at
+// the first dispatch) and then times b.N runs. It returns the program (for
+// its stats; closed when the benchmark ends), the wall time of the b.N
+// runs and the GPU time of the last run's kernels.
+func runBench(b *testing.B, opts Options, build func(*Builder)) (*Program, *Graph, time.Duration, time.Duration) {
+	b.Helper()
 	dev := device(b)
 	bld := NewBuilder()
 	build(bld)
@@ -32,7 +48,7 @@ func benchProgramWith(b *testing.B, flops float64, opts Options, build func(*Bui
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer p.Close()
+	b.Cleanup(func() { p.Close() })
 	for _, in := range g.Inputs() {
 		if err := p.SetInput(in.Name(), randVec(rng, in.Numel(), 1)); err != nil {
 			b.Fatal(err)
@@ -50,16 +66,57 @@ func benchProgramWith(b *testing.B, flops float64, opts Options, build func(*Bui
 	}
 	el := time.Since(start)
 	b.StopTimer()
-	b.ReportMetric(flops*float64(b.N)/el.Seconds()/1e9, "GFLOPS")
-	// GPU time of the last run's kernels alone: what the kernel reaches in
-	// a model, where one submit carries hundreds of dispatches.
+	var gpu time.Duration
 	if ops, err := p.Profile(); err == nil {
-		var gpu time.Duration
 		for _, o := range ops {
 			gpu += o.Time
 		}
-		if gpu > 0 {
-			b.ReportMetric(flops/gpu.Seconds()/1e9, "kernel-GFLOPS")
+	}
+	return p, g, el, gpu
+}
+
+// BenchmarkMemoryBound times the memory-bound ops of an SD 1.5 512x512
+// UNet (batch 2, the 64x64 level) with fp32 and fp16 activations,
+// reporting effective GB/s: every node's inputs read once and output
+// written once, at their storage size (halved where stored as float16).
+func BenchmarkMemoryBound(b *testing.B) {
+	const n, c, hw = 2, 320, 64 * 64
+	cases := []struct {
+		name  string
+		build func(bl *Builder)
+	}{
+		{"add", func(bl *Builder) {
+			bl.Output("y", bl.Add(bl.Input("a", n, c, hw), bl.Input("b", n, c, hw)))
+		}},
+		{"silu", func(bl *Builder) { bl.Output("y", bl.SiLU(bl.Input("x", n, c, hw))) }},
+		{"groupnorm_silu", func(bl *Builder) {
+			x := bl.Input("x", n, c, 64, 64)
+			bl.Output("y", bl.GroupNorm(x, bl.Input("g", c), bl.Input("b", c), 32, 1e-5, true))
+		}},
+		{"layernorm", func(bl *Builder) {
+			bl.Output("y", bl.LayerNorm(bl.Input("x", n*hw, c), bl.Input("g", c), bl.Input("b", c), 1e-5))
+		}},
+		{"geglu", func(bl *Builder) { bl.Output("y", bl.GEGLU(bl.Input("x", n*hw, 8*c))) }},
+		{"upsample", func(bl *Builder) { bl.Output("y", bl.Upsample2x(bl.Input("x", n, 4*c, 16, 16))) }},
+	}
+	for _, tc := range cases {
+		for _, act := range []string{ActivationsF32, ActivationsF16} {
+			b.Run(tc.name+"/"+act, func(b *testing.B) {
+				p, g, el, gpu := runBench(b, Options{Activations: act}, tc.build)
+				if act == ActivationsF16 && p.halfActivationCount() == 0 {
+					b.Skip("the device stores nothing as float16")
+				}
+				var bytes int64
+				for _, nd := range g.Nodes {
+					for _, t := range append(append([]*Tensor(nil), nd.In...), nd.Out) {
+						bytes += storageBytes(t.Numel(), p.half[t.root().id])
+					}
+				}
+				b.ReportMetric(float64(bytes)*float64(b.N)/el.Seconds()/1e9, "GB/s")
+				if gpu > 0 {
+					b.ReportMetric(float64(bytes)/gpu.Seconds()/1e9, "kernel-GB/s")
+				}
+			})
 		}
 	}
 }

@@ -352,37 +352,8 @@ func TestGradConvKernels(t *testing.T) {
 				if !device(t).F16() {
 					return
 				}
-				t.Run("f16", func(t *testing.T) { checkGradKernelsF16(t, c, kernels) })
+				t.Run("f16", func(t *testing.T) { checkGradWith(t, c, Options{Kernels: kernels, Activations: ActivationsF16}, 1e-2) })
 			})
-		}
-	}
-}
-
-// checkGradKernelsF16 is checkGradKernels with Activations f16, to the
-// fp16 budget (1e-2).
-func checkGradKernelsF16(t *testing.T, c gradCase, kernels string) {
-	_, bwd, names := gradGraph(t, c)
-	p, err := Compile(device(t), bwd, nil, Options{Kernels: kernels, Activations: ActivationsF16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if p.halfActivationCount() == 0 {
-		t.Fatal("no tensor stored as float16: this would test fp32")
-	}
-	in := gradInputs(bwd, c, rand.New(rand.NewSource(7)))
-	want, err := Interpret(bwd, in, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runPoisoned(t, p, in)
-	for _, name := range append([]string{"loss"}, prefixed("grad_", names)...) {
-		got, err := p.Output(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e := RelErr(got, want[name]); !(e <= 1e-2) {
-			t.Errorf("%s: relative error %.3g > 1e-2", name, e)
 		}
 	}
 }

@@ -100,13 +100,23 @@ func checkGradGPU(t *testing.T, c gradCase) { checkGradKernels(t, c, "") }
 // checkGradKernels is checkGradGPU with a kernel family forced ("gpu",
 // "cpu"; "" is the device's choice).
 func checkGradKernels(t *testing.T, c gradCase, kernels string) {
+	checkGradWith(t, c, Options{Kernels: kernels}, 1e-4)
+}
+
+// checkGradWith compiles the gradient graph with opts and compares every
+// output with Interpret to tol; with Activations f16 it requires that
+// something is stored as float16 (else it would test fp32).
+func checkGradWith(t *testing.T, c gradCase, opts Options, tol float64) {
+	t.Helper()
 	_, bwd, names := gradGraph(t, c)
-	dev := device(t)
-	p, err := Compile(dev, bwd, nil, Options{Kernels: kernels})
+	p, err := Compile(device(t), bwd, nil, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	if opts.Activations == ActivationsF16 && p.halfActivationCount() == 0 {
+		t.Fatal("no tensor stored as float16: this would test fp32")
+	}
 	in := gradInputs(bwd, c, rand.New(rand.NewSource(7)))
 	want, err := Interpret(bwd, in, nil)
 	if err != nil {
@@ -118,8 +128,8 @@ func checkGradKernels(t *testing.T, c gradCase, kernels string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := RelErr(got, want[name]); !(e <= 1e-4) {
-			t.Errorf("%s: GPU vs CPU relative error %.3g", name, e)
+		if e := RelErr(got, want[name]); !(e <= tol) {
+			t.Errorf("%s: GPU vs CPU relative error %.3g > %.1g", name, e, tol)
 		}
 	}
 }

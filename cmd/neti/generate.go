@@ -334,6 +334,18 @@ func dryRun(f genFlags, m *sd.Model, o pipeline.Options, dec sd.DecoderOptions, 
 	row := func(name string, w, io, act, peak int64) {
 		fmt.Fprintf(stdout, "  %-13s %10s %10s %11s %10s\n", name, bytesStr(uint64(w)), bytesStr(uint64(io)), bytesStr(uint64(act)), bytesStr(uint64(peak)))
 	}
+	var storage string
+	switch {
+	case m.GraphOptions().Weights == graph.WeightsF32:
+		storage = "fp32 (--no-half)"
+	case lim.F16:
+		storage = "fp16 weights and activations, fp32 math"
+	case lim.Name == "":
+		storage = "fp32 (no device to ask for 16-bit storage)"
+	default:
+		storage = "fp32 (no 16-bit storage on the device, or NETI_DISABLE_F16=1)"
+	}
+	fmt.Fprintf(stdout, "  storage: %s\n", storage)
 	fmt.Fprintf(stdout, "  %-13s %10s %10s %11s %10s\n", "program", "weights", "in/out", "activations", "peak")
 	row("text encoder", mem.Text.WeightBytes, mem.Text.IOBytes, mem.Text.ActivationBytes, mem.Text.PeakBytes())
 	row("unet", mem.UNet.WeightBytes, mem.UNet.IOBytes, mem.UNet.ActivationBytes, mem.UNet.PeakBytes())

@@ -206,10 +206,27 @@ func TestGenerateDryRun(t *testing.T) {
 	if rc := run([]string{"generate", "-m", tiny, "-p", "a cat", "--dry-run", "--vae-tile", "8"}, &stdout, &stderr); rc != 0 {
 		t.Fatalf("exit %d: %s", rc, stderr.String())
 	}
-	for _, want := range []string{"128x128 (latent 16x16)", "planned peak device memory", "unet", "tiles of 8x8"} {
+	for _, want := range []string{"128x128 (latent 16x16)", "planned peak device memory", "unet", "tiles of 8x8", "storage: "} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("dry run output lacks %q:\n%s", want, stdout.String())
 		}
+	}
+	// --no-half plans fp32 storage; where the default stored fp16 that
+	// plan is larger.
+	var full bytes.Buffer
+	if rc := run([]string{"generate", "-m", tiny, "-p", "a cat", "--dry-run", "--vae-tile", "8", "--no-half"}, &full, &stderr); rc != 0 {
+		t.Fatalf("--no-half: exit %d: %s", rc, stderr.String())
+	}
+	if !strings.Contains(full.String(), "storage: fp32 (--no-half)") {
+		t.Errorf("--no-half dry run does not say fp32 storage:\n%s", full.String())
+	}
+	peak := func(s string) string {
+		_, after, _ := strings.Cut(s, "planned peak device memory: ")
+		line, _, _ := strings.Cut(after, "\n")
+		return line
+	}
+	if strings.Contains(stdout.String(), "storage: fp16") && peak(stdout.String()) == peak(full.String()) {
+		t.Errorf("fp16 and fp32 storage plan the same peak %s", peak(full.String()))
 	}
 }
 

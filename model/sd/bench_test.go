@@ -76,7 +76,13 @@ func benchUNet(b *testing.B, dev *vk.Device, m *Model, latent int) {
 func BenchmarkUNetStep(b *testing.B) {
 	b.Run("sd-tiny-128", func(b *testing.B) {
 		dev := benchDevice(b)
-		benchUNet(b, dev, fixtureModel(b, "sd-tiny"), 16)
+		for _, pr := range precisions {
+			b.Run(pr.name, func(b *testing.B) {
+				m := fixtureModel(b, "sd-tiny")
+				m.Weights, m.Activations, m.Profile = pr.weights, pr.activations, true
+				benchUNet(b, dev, m, 16)
+			})
+		}
 	})
 	b.Run("sd15-512", func(b *testing.B) {
 		dir := os.Getenv("NETI_BENCH_SD15_DIR")

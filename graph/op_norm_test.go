@@ -39,27 +39,44 @@ func TestGroupNorm(t *testing.T) {
 		{name: "two_chunks", shape: []int{1, 6, 50, 50}, groups: 2, eps: 1e-6},
 		{name: "offset_mean", shape: []int{1, 6, 50, 50}, groups: 2, eps: 1e-6, init: offsetVec(30, 1), tol: 3e-5},
 		{name: "tiny_spread", shape: []int{2, 8, 9, 7}, groups: 4, eps: 1e-6, init: offsetVec(0, 1e-3)},
+		// Planes of 2025 elements (not whole vec4s: the CPU kernels' scalar
+		// path), 6075 per group: two chunks.
+		{name: "two_chunks_odd", shape: []int{1, 6, 45, 45}, groups: 2, eps: 1e-6, silu: true},
+		// Planes of one vec4.
+		{name: "plane4", shape: []int{2, 64, 2, 2}, groups: 8, eps: 1e-5, silu: true},
 		// SD VAE channel layout (32 groups of 128 channels) on a 128x128
 		// plane: 16 chunks per group.
 		{name: "vae_128ch", shape: []int{1, 128, 128, 128}, groups: 32, eps: 1e-6, silu: true},
+		// SD VAE at 512x512 (its 512-channel blocks): 32 groups of 65536
+		// elements, 16 chunks each.
+		{name: "vae_512ch", shape: []int{1, 512, 64, 64}, groups: 32, eps: 1e-6},
+		// Groups of 262144 elements (the VAE's full-resolution blocks hold
+		// that many and more): 64 chunks, and an offset mean.
+		{name: "big_group", shape: []int{1, 32, 128, 128}, groups: 2, eps: 1e-6, silu: true, init: offsetVec(5, 1), tol: 3e-5},
 	} {
 		s := s
-		t.Run(s.name, func(t *testing.T) {
-			init := map[string]func(*rand.Rand, int) []float32{}
-			if s.init != nil {
-				init["x"] = s.init
-			}
-			runOpCase(t, opCase{
-				name: caseName("groupnorm", s.name),
-				build: func(b *Builder) {
-					c := s.shape[1]
-					y := b.GroupNorm(b.Input("x", s.shape...), b.Input("gamma", c), b.Input("beta", c), s.groups, s.eps, s.silu)
-					b.Output("y", y)
-				},
-				init: init,
-				tol:  s.tol,
+		// Both kernel families: the GPU one (shared-memory merges) and the
+		// CPU one (subgroup merges, no barriers; a group of one chunk in
+		// one fused dispatch).
+		for _, kernels := range []string{"gpu", "cpu"} {
+			t.Run(kernels+"/"+s.name, func(t *testing.T) {
+				init := map[string]func(*rand.Rand, int) []float32{}
+				if s.init != nil {
+					init["x"] = s.init
+				}
+				runOpCase(t, opCase{
+					name: caseName("groupnorm", s.name),
+					build: func(b *Builder) {
+						c := s.shape[1]
+						y := b.GroupNorm(b.Input("x", s.shape...), b.Input("gamma", c), b.Input("beta", c), s.groups, s.eps, s.silu)
+						b.Output("y", y)
+					},
+					init:    init,
+					tol:     s.tol,
+					kernels: kernels,
+				})
 			})
-		})
+		}
 	}
 }
 
@@ -67,20 +84,25 @@ func TestGroupNorm(t *testing.T) {
 // larger one last: they share one scratch buffer, which must be sized for
 // the largest and reused only after the previous node's reads.
 func TestGroupNormChain(t *testing.T) {
-	runOpCase(t, opCase{
-		name: "groupnorm_chain",
-		build: func(b *Builder) {
-			x := b.Input("x", 2, 8, 6, 6)
-			h := b.GroupNorm(x, b.Input("g1", 8), b.Input("b1", 8), 4, 1e-5, true)
-			h = b.Conv2d(h, b.Input("w", 16, 8, 3, 3), nil, Pad(1, 1))
-			h2 := b.GroupNorm(h, b.Input("g2", 16), b.Input("b2", 16), 8, 1e-5, false)
-			big := b.Input("big", 2, 16, 64, 64)
-			h3 := b.GroupNorm(big, b.Input("g3", 16), b.Input("b3", 16), 2, 1e-6, true)
-			b.Output("y", h2)
-			b.Output("big_y", h3)
-			b.Output("first", h)
-		},
-	})
+	for _, kernels := range []string{"gpu", "cpu"} {
+		t.Run(kernels, func(t *testing.T) {
+			runOpCase(t, opCase{
+				name: "groupnorm_chain",
+				build: func(b *Builder) {
+					x := b.Input("x", 2, 8, 6, 6)
+					h := b.GroupNorm(x, b.Input("g1", 8), b.Input("b1", 8), 4, 1e-5, true)
+					h = b.Conv2d(h, b.Input("w", 16, 8, 3, 3), nil, Pad(1, 1))
+					h2 := b.GroupNorm(h, b.Input("g2", 16), b.Input("b2", 16), 8, 1e-5, false)
+					big := b.Input("big", 2, 16, 64, 64)
+					h3 := b.GroupNorm(big, b.Input("g3", 16), b.Input("b3", 16), 2, 1e-6, true)
+					b.Output("y", h2)
+					b.Output("big_y", h3)
+					b.Output("first", h)
+				},
+				kernels: kernels,
+			})
+		})
+	}
 }
 
 func TestGroupNormShapeErrors(t *testing.T) {

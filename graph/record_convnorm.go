@@ -154,17 +154,52 @@ func (o groupNormOp) record(r *recorder, n *Node) error {
 	gsize := o.c / o.groups * o.hw
 	chunk, nChunks := gnChunking(gsize)
 	work := o.n * o.groups * nChunks
+	// Both families take the scratch, even the CPU kernel that fuses a
+	// one-chunk group and binds none: Plan has no device to tell the
+	// families apart and counts it (normScratchBytes), so allocating it
+	// keeps planned and compiled memory equal. It is small: two floats per
+	// chunk (128 KiB for 2 images x 32 groups x 256 chunks).
 	part, err := r.normScratch(o.scratchFloats())
 	if err != nil {
 		return fmt.Errorf("groupnorm: %w", err)
 	}
 	grid := r.grid(work)
 	push := []uint32{uint32(gsize), uint32(chunk), uint32(nChunks), uint32(work)}
+	apply := append(push[:4:4], uint32(o.c), uint32(o.hw), f32(o.eps))
+	if sg, ok := gnCPUSubgroup(r.p.dev.Info()); ok && r.cpuKernels() {
+		return o.recordCPU(r, n, part, sg, nChunks == 1, apply, grid)
+	}
 	if err := r.dispatch("groupnorm_stats", nil, push, grid, []*Tensor{x}, []*Tensor{part}); err != nil {
 		return err
 	}
-	push = append(push, uint32(o.c), uint32(o.hw), f32(o.eps))
-	return r.dispatch("groupnorm", []uint32{b32(o.silu)}, push, grid, []*Tensor{x, gamma, beta, part}, []*Tensor{n.Out})
+	return r.dispatch("groupnorm", []uint32{b32(o.silu)}, apply, grid, []*Tensor{x, gamma, beta, part}, []*Tensor{n.Out})
+}
+
+// gnCPUSubgroup is the subgroup size the CPU groupnorm kernels run with
+// (one subgroup per workgroup), or false where the device cannot run them
+// (they need subgroup broadcasts).
+func gnCPUSubgroup(info vk.DeviceInfo) (int, bool) {
+	sg := info.SubgroupSize
+	ok := sg >= 1 && sg <= 64 && sg&(sg-1) == 0 && hasSubgroupOp(info, "ballot")
+	return sg, ok
+}
+
+// recordCPU dispatches groupnorm_cpu*.comp (no barriers, one subgroup per
+// workgroup) over the same chunks as the GPU kernels, each taking
+// groupnorm.comp's push constants: a group of one chunk (fused) in one
+// dispatch, bigger groups as chunk statistics into the scratch, then the
+// merge and normalisation per chunk (which keeps a few big groups spread
+// over all of lavapipe's threads). Planes of whole vec4s get vec4 loads.
+func (o groupNormOp) recordCPU(r *recorder, n *Node, part *Tensor, sg int, fused bool, push []uint32, grid [3]uint32) error {
+	x, gamma, beta := n.In[0], n.In[1], n.In[2]
+	spec := []uint32{uint32(sg), b32(o.hw%4 == 0), b32(o.silu)}
+	if fused {
+		return r.dispatch("groupnorm_cpu_fused", spec, push, grid, []*Tensor{x, gamma, beta}, []*Tensor{n.Out})
+	}
+	if err := r.dispatch("groupnorm_cpu_stats", spec[:2], push, grid, []*Tensor{x}, []*Tensor{part}); err != nil {
+		return err
+	}
+	return r.dispatch("groupnorm_cpu", spec, push, grid, []*Tensor{x, gamma, beta, part}, []*Tensor{n.Out})
 }
 
 func (o layerNormOp) record(r *recorder, n *Node) error {

@@ -153,27 +153,38 @@ func TestLayerNorm(t *testing.T) {
 		{name: "clip_sd", shape: []int{2, 77, 768}, eps: 1e-5},
 		{name: "unet_320", shape: []int{2, 256, 320}, eps: 1e-5},
 		{name: "offset_mean", shape: []int{4, 300}, eps: 1e-5, init: offsetVec(40, 1), tol: 3e-5},
-		// Rows wider than the shared-memory cache reread global memory.
+		// Rows wider than the shared-memory cache (layernorm.comp) and the
+		// register cache (layernorm_cpu.comp) reread global memory, as
+		// scalars and as vec4.
 		{name: "wide", shape: []int{3, 4096 + 131}, eps: 1e-5},
+		{name: "wide_quads", shape: []int{3, 4096 + 132}, eps: 1e-5},
 		// More than 65535 rows: the grid folds into x and y.
 		{name: "many_rows", shape: []int{65537, 3}, eps: 1e-5},
+		// A row per lane (layernorm_cpu.comp) with the last workgroup's
+		// units running out and a partial last subgroup of rows.
+		{name: "rows_uneven", shape: []int{1001, 48}, eps: 1e-5},
 	} {
-		s := s
-		t.Run(s.name, func(t *testing.T) {
-			init := map[string]func(*rand.Rand, int) []float32{}
-			if s.init != nil {
-				init["x"] = s.init
-			}
-			runOpCase(t, opCase{
-				name: caseName("layernorm", s.name),
-				build: func(b *Builder) {
-					d := s.shape[len(s.shape)-1]
-					b.Output("y", b.LayerNorm(b.Input("x", s.shape...), b.Input("gamma", d), b.Input("beta", d), s.eps))
-				},
-				init: init,
-				tol:  s.tol,
+		// Both kernel families: layernorm.comp ("gpu") and
+		// layernorm_cpu.comp ("cpu"), which lnCPUFor splits differently by
+		// shape (a row per lane or per subgroup, rows cached or streamed).
+		for _, kernels := range []string{"gpu", "cpu"} {
+			t.Run(kernels+"/"+s.name, func(t *testing.T) {
+				init := map[string]func(*rand.Rand, int) []float32{}
+				if s.init != nil {
+					init["x"] = s.init
+				}
+				runOpCase(t, opCase{
+					name: caseName("layernorm", s.name),
+					build: func(b *Builder) {
+						d := s.shape[len(s.shape)-1]
+						b.Output("y", b.LayerNorm(b.Input("x", s.shape...), b.Input("gamma", d), b.Input("beta", d), s.eps))
+					},
+					init:    init,
+					tol:     s.tol,
+					kernels: kernels,
+				})
 			})
-		})
+		}
 	}
 	b := NewBuilder()
 	b.LayerNorm(b.Input("x", 2, 8), b.Input("g", 7), b.Input("b", 8), 1e-5)

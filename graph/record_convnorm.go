@@ -204,6 +204,11 @@ func (o groupNormOp) recordCPU(r *recorder, n *Node, part *Tensor, sg int, fused
 
 func (o layerNormOp) record(r *recorder, n *Node) error {
 	push := []uint32{uint32(o.rows), uint32(o.d), f32(o.eps)}
+	if c, ok := lnCPUFor(r.p.dev.Info(), o.rows, o.d); ok && r.cpuKernels() {
+		push = append(push, uint32(c.rpw))
+		spec := []uint32{uint32(c.sg), uint32(c.nc), b32(c.vec4), b32(c.laneRows)}
+		return r.dispatch("layernorm_cpu", spec, push, r.grid(c.groups), n.In, []*Tensor{n.Out})
+	}
 	return r.dispatch("layernorm", []uint32{uint32(lnGroupSize(o.d))}, push, r.grid(o.rows), n.In, []*Tensor{n.Out})
 }
 
@@ -216,6 +221,70 @@ func lnGroupSize(d int) int {
 		wg *= 2
 	}
 	return wg
+}
+
+// lnCPU is how layernorm_cpu.comp splits a layernorm: a workgroup is one
+// subgroup of sg lanes normalising rpw units in turn (groups workgroups in
+// all), a unit being one row, or sg rows with laneRows (a row per lane);
+// a lane keeps nc elements of a row in registers, quads of 4 where vec4.
+type lnCPU struct {
+	sg, nc, rpw, groups int
+	vec4, laneRows      bool
+}
+
+// lnCPUFor picks layernorm_cpu.comp's split for rows x d, or says the
+// device cannot run it (it needs subgroup sums and broadcasts). On lavapipe
+// its cost is the storage accesses a subgroup issues, whatever the lanes
+// they serve, and the workgroups it runs (about a microsecond each).
+// Measured there, one thread, against layernorm.comp (the ratio is its
+// time to this kernel's): the tiny UNet's 512 x 32 0.30 ms (18x), SD's
+// 8192 x 320 36 ms (14x), 512 x 1280 9.7 ms (9x), CLIP's 154 x 768 2.4 ms
+// (8x), 65537 x 3 3.9 ms (180x), and rows wider than the register cache
+// still about 2x (64 x 4227 15 ms, 64 x 8192 22 ms, 4 x 8192 1.7 ms), so no
+// shape is left to layernorm.comp.
+//
+//   - Rows of up to 32 elements (quads) get a row per lane: per subgroup of
+//     sg such rows that is one access per element (quad), where a row per
+//     subgroup leaves lanes idle and adds two subgroup sums per row. A row
+//     per lane ran 2048 x 16 in 0.59 ms against 1.23, 2048 x 128 (32
+//     quads) in the same time, 2048 x 256 in 8.1 ms against 7.5.
+//   - Longer rows keep up to 64 elements (quads) per lane in registers,
+//     rows up to 2048 wide with vec4: past them every pass rereads the row
+//     and the last one gamma and beta too (512 x 1280 ran 25.6 ms with 16,
+//     15.3 with 32, 9.8 with 64). The cache is unrolled code, so every row
+//     width compiles its own pipeline, a bigger one the wider the row.
+//   - A workgroup takes about rows/32 units: gamma and beta are loaded once
+//     per workgroup and each workgroup has its fixed cost (SD's 8192 x 320
+//     ran 69 ms with 2 rows per workgroup, 38 with 32), while 32 workgroups
+//     still give a many-core CPU's threads something to share.
+//
+// GPUs run it only in tests (the "cpu" family forced), where 3 x 64 vec4
+// per lane would spill and compile for long: there the register cache
+// stops at 8 (longer rows stream).
+func lnCPUFor(info vk.DeviceInfo, rows, d int) (lnCPU, bool) {
+	sg := info.SubgroupSize
+	if sg < 1 || sg > 64 || sg&(sg-1) != 0 || !hasSubgroupOp(info, "arithmetic") || !hasSubgroupOp(info, "ballot") {
+		return lnCPU{}, false
+	}
+	c := lnCPU{sg: sg, vec4: d%4 == 0}
+	n := d // elements or quads per row
+	if c.vec4 {
+		n = d / 4
+	}
+	laneMax, maxNC := 32, 64
+	if info.Type != "cpu" {
+		laneMax, maxNC = 8, 8
+	}
+	units := rows
+	if n <= laneMax {
+		c.laneRows, c.nc = true, n
+		units = ceilDiv(rows, sg)
+	} else {
+		c.nc = min(maxNC, ceilDiv(n, sg))
+	}
+	c.rpw = max(1, units/32)
+	c.groups = ceilDiv(units, c.rpw)
+	return c, true
 }
 
 // normScratchID keys the program's groupnorm scratch in Program.locs; graph

@@ -60,10 +60,6 @@ func TestGroupNorm(t *testing.T) {
 		// one fused dispatch).
 		for _, kernels := range []string{"gpu", "cpu"} {
 			t.Run(kernels+"/"+s.name, func(t *testing.T) {
-				init := map[string]func(*rand.Rand, int) []float32{}
-				if s.init != nil {
-					init["x"] = s.init
-				}
 				runOpCase(t, opCase{
 					name: caseName("groupnorm", s.name),
 					build: func(b *Builder) {
@@ -71,7 +67,7 @@ func TestGroupNorm(t *testing.T) {
 						y := b.GroupNorm(b.Input("x", s.shape...), b.Input("gamma", c), b.Input("beta", c), s.groups, s.eps, s.silu)
 						b.Output("y", y)
 					},
-					init:    init,
+					init:    xInit(s.init),
 					tol:     s.tol,
 					kernels: kernels,
 				})
@@ -169,17 +165,13 @@ func TestLayerNorm(t *testing.T) {
 		// shape (a row per lane or per subgroup, rows cached or streamed).
 		for _, kernels := range []string{"gpu", "cpu"} {
 			t.Run(kernels+"/"+s.name, func(t *testing.T) {
-				init := map[string]func(*rand.Rand, int) []float32{}
-				if s.init != nil {
-					init["x"] = s.init
-				}
 				runOpCase(t, opCase{
 					name: caseName("layernorm", s.name),
 					build: func(b *Builder) {
 						d := s.shape[len(s.shape)-1]
 						b.Output("y", b.LayerNorm(b.Input("x", s.shape...), b.Input("gamma", d), b.Input("beta", d), s.eps))
 					},
-					init:    init,
+					init:    xInit(s.init),
 					tol:     s.tol,
 					kernels: kernels,
 				})
@@ -191,4 +183,13 @@ func TestLayerNorm(t *testing.T) {
 	if b.Err() == nil {
 		t.Fatal("gamma of the wrong width gave no error")
 	}
+}
+
+// xInit is an opCase init that draws the input x with f (nil: the
+// default normal values).
+func xInit(f func(*rand.Rand, int) []float32) map[string]func(*rand.Rand, int) []float32 {
+	if f == nil {
+		return nil
+	}
+	return map[string]func(*rand.Rand, int) []float32{"x": f}
 }

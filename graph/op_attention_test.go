@@ -115,6 +115,57 @@ func TestAttentionLayouts(t *testing.T) {
 	}
 }
 
+// forcedAttentionCPU records attention with attention_cpu.comp and a given
+// number of queries per lane, whatever attnCPUFor would pick.
+type forcedAttentionCPU struct {
+	attentionOp
+	rq int
+}
+
+func (o forcedAttentionCPU) record(r *recorder, n *Node) error {
+	c, ok := attnCPUFor(r.p.dev.Info(), o.nq, o.dh, o.dhv)
+	if !ok {
+		return fmt.Errorf("attention_cpu does not run on this device")
+	}
+	c.rq = o.rq
+	return o.recordCPU(r, n, c)
+}
+
+// TestAttentionCPUKernel runs attention_cpu.comp with 1, 2 and 4 queries
+// per lane: partial query and key blocks (fewer keys than a subgroup),
+// causal masks with offsets across blocks, value head dims that differ
+// from the key's, a peaked softmax and the largest head it is picked for.
+func TestAttentionCPUKernel(t *testing.T) {
+	if _, ok := attnCPUFor(device(t).Info(), 1, 8, 8); !ok {
+		t.Skip("attention_cpu.comp needs subgroup ballot")
+	}
+	for _, c := range []struct {
+		rq int
+		s  attnShape
+	}{
+		{1, attnShape{batch: 2, nq: 5, nk: 3, heads: 3, dh: 8, dhv: 8}},
+		{1, attnShape{batch: 1, nq: 70, nk: 95, heads: 2, dh: 6, dhv: 9, causal: true, offset: 25}},
+		{2, attnShape{batch: 2, nq: 37, nk: 77, heads: 2, dh: 32, dhv: 32}},
+		{2, attnShape{batch: 3, nq: 77, nk: 77, heads: 4, dh: 8, dhv: 8, causal: true}},
+		{4, attnShape{batch: 1, nq: 100, nk: 130, heads: 2, dh: 5, dhv: 3, causal: true, offset: 30}},
+		{4, attnShape{batch: 1, nq: 64, nk: 200, heads: 2, dh: 8, dhv: 8, scale: 6}},
+		{1, attnShape{batch: 1, nq: 20, nk: 33, heads: 1, dh: 24, dhv: 40}},
+	} {
+		oc := attentionCase(c.s)
+		oc.name = fmt.Sprintf("%s_rq%d", oc.name, c.rq)
+		build := oc.build
+		oc.build = func(b *Builder) {
+			build(b)
+			for _, n := range b.nodes {
+				if a, ok := n.Op.(attentionOp); ok {
+					n.Op = forcedAttentionCPU{a, c.rq}
+				}
+			}
+		}
+		t.Run(oc.name, func(t *testing.T) { runOpCase(t, oc) })
+	}
+}
+
 // TestAttentionKeysFromOtherTensors checks that k and v may be different
 // tensors with different head dims (NeTI's bypass values) and that q may
 // alias k (plain self-attention on one tensor).
@@ -188,6 +239,20 @@ func TestAttnConfig(t *testing.T) {
 				if typ != "cpu" && ceilDiv(ceilDiv(max(dh, dhv), 4), c.lanes)*c.rq > 16 {
 					t.Fatalf("%s: attnConfigFor(%d, %d) = %+v gives a thread too much of the head", typ, dh, dhv, c)
 				}
+			}
+		}
+	}
+	// attention_cpu.comp: lanes hold at most attnCPUFloats floats, and
+	// a workgroup's last row of queries is never empty.
+	cpu := vk.DeviceInfo{Type: "cpu", SubgroupSize: 8, SubgroupOps: []string{"basic", "ballot"}}
+	for _, nq := range []int{1, 8, 9, 16, 17, 64, 256, 4096} {
+		for dh := 1; dh <= MaxHeadDim; dh++ {
+			c, ok := attnCPUFor(cpu, nq, dh, dh)
+			if ok != (2*dh <= attnCPUHead) {
+				t.Fatalf("attnCPUFor(nq %d, dh %d) ok = %v", nq, dh, ok)
+			}
+			if ok && (c.rq < 1 || c.rq > 1 && (c.rq*2*dh > attnCPUFloats || (c.rq-1)*c.sg >= nq)) {
+				t.Fatalf("attnCPUFor(nq %d, dh %d) = %+v", nq, dh, c)
 			}
 		}
 	}

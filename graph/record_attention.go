@@ -3,6 +3,7 @@ package graph
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/neti-project/neti/vk"
 )
@@ -55,7 +56,8 @@ func (c attnConfig) sharedBytes(dh, dhv int) int {
 // and 160). CPU implementations (lavapipe) execute each shared load as a
 // loop over the SIMD lanes and have registers to spare: several queries per
 // thread reuse each load, and the running max moves per key so that the
-// key loop needs no per-block score array.
+// key loop needs no per-block score array. (CPU devices run this layout
+// only for heads too large for attention_cpu.comp, see attnCPUFor.)
 func attnConfigFor(dh, dhv int, info vk.DeviceInfo) attnConfig {
 	chunks := ceilDiv(dh, 4) + ceilDiv(dhv, 4)
 	if info.Type == "cpu" {
@@ -84,7 +86,59 @@ func attnConfigFor(dh, dhv int, info vk.DeviceInfo) attnConfig {
 const attnCPUState = 160
 
 func (o attentionOp) record(r *recorder, n *Node) error {
+	if c, ok := attnCPUFor(r.p.dev.Info(), o.nq, o.dh, o.dhv); ok && r.cpuKernels() {
+		return o.recordCPU(r, n, c)
+	}
 	return o.recordWith(r, n, attnConfigFor(o.dh, o.dhv, r.p.dev.Info()))
+}
+
+// attnCPU is how shaders/attention_cpu.comp splits the queries: sg lanes
+// (one subgroup per workgroup) of rq queries each.
+type attnCPU struct{ sg, rq int }
+
+// attnCPUFor picks attention_cpu.comp's split for nq queries, false where
+// the barrier-free kernel does not apply: subgroups it cannot run on, and
+// heads past attnCPUHead, whose fully unrolled kernel lavapipe compiles
+// too slowly (head dim 160: about 100 s per pipeline, against a few
+// seconds for attention.comp's CPU layout). rq is the largest power of two
+// up to 4 that keeps a lane's queries and outputs within attnCPUFloats
+// floats (lavapipe compiles 4 x (32+32) in about 6 s, 8 x (32+32) in 13 s
+// for little gain) and does not leave a workgroup's last query row empty
+// (16 queries: 2 per lane, not 4 with half the lanes idle).
+func attnCPUFor(info vk.DeviceInfo, nq, dh, dhv int) (attnCPU, bool) {
+	sg := info.SubgroupSize
+	if sg <= 0 || sg > 64 || dh+dhv > attnCPUHead || !slices.Contains(info.SubgroupOps, "ballot") {
+		return attnCPU{}, false
+	}
+	c := attnCPU{sg: sg, rq: 4}
+	for c.rq > 1 && (c.rq*(dh+dhv) > attnCPUFloats || (c.rq-1)*sg >= nq) {
+		c.rq /= 2
+	}
+	return c, true
+}
+
+// Limits of attention_cpu.comp (see attnCPUFor): q plus v head dims, and
+// floats of queries and outputs per lane.
+const (
+	attnCPUHead   = 96
+	attnCPUFloats = 256
+)
+
+// recordCPU dispatches attention_cpu.comp (Options.Kernels "cpu", the
+// default on CPU devices): c.rq queries per lane, c.sg lanes per workgroup.
+func (o attentionOp) recordCPU(r *recorder, n *Node, c attnCPU) error {
+	qblocks := ceilDiv(o.nq, c.sg*c.rq)
+	groups := qblocks * o.batch * o.heads
+	if int64(groups) > math.MaxUint32 {
+		return fmt.Errorf("attention: %d workgroups overflow the grid", groups)
+	}
+	push := []uint32{
+		uint32(o.nq), uint32(o.nk), uint32(o.heads),
+		uint32(qblocks), uint32(groups), o.maskPush(),
+		f32(o.scale * math.Log2E),
+	}
+	spec := []uint32{uint32(c.sg), uint32(o.dh), uint32(o.dhv), uint32(c.rq)}
+	return r.dispatch("attention_cpu", spec, push, r.grid(groups), n.In, []*Tensor{n.Out})
 }
 
 func (o attentionOp) recordWith(r *recorder, n *Node, cfg attnConfig) error {

@@ -137,7 +137,7 @@ func (o forcedAttentionCPU) record(r *recorder, n *Node) error {
 // from the key's, a peaked softmax and the largest head it is picked for.
 func TestAttentionCPUKernel(t *testing.T) {
 	if _, ok := attnCPUFor(device(t).Info(), 1, 8, 8); !ok {
-		t.Skip("attention_cpu.comp needs subgroup ballot")
+		t.Skip("attention_cpu.comp needs subgroups of at most 16 with ballot")
 	}
 	for _, c := range []struct {
 		rq int

@@ -97,8 +97,10 @@ func (o attentionOp) record(r *recorder, n *Node) error {
 type attnCPU struct{ sg, rq int }
 
 // attnCPUFor picks attention_cpu.comp's split for nq queries, false where
-// the barrier-free kernel does not apply: subgroups it cannot run on, and
-// heads past attnCPUHead, whose fully unrolled kernel lavapipe compiles
+// the barrier-free kernel does not apply: subgroups wider than 16 (GPUs,
+// when a test forces the CPU family: on an H200, subgroup 32, its
+// per-block key broadcasts made the graph tests run past 120 s; those
+// devices run attention.comp's layouts), and heads past attnCPUHead, whose fully unrolled kernel lavapipe compiles
 // too slowly (head dim 160: about 100 s per pipeline, against a few
 // seconds for attention.comp's CPU layout). rq is the largest power of two
 // up to 4 that keeps a lane's queries and outputs within attnCPUFloats
@@ -107,7 +109,7 @@ type attnCPU struct{ sg, rq int }
 // (16 queries: 2 per lane, not 4 with half the lanes idle).
 func attnCPUFor(info vk.DeviceInfo, nq, dh, dhv int) (attnCPU, bool) {
 	sg := info.SubgroupSize
-	if sg <= 0 || sg > 64 || dh+dhv > attnCPUHead || !slices.Contains(info.SubgroupOps, "ballot") {
+	if sg <= 0 || sg > 16 || dh+dhv > attnCPUHead || !slices.Contains(info.SubgroupOps, "ballot") {
 		return attnCPU{}, false
 	}
 	c := attnCPU{sg: sg, rq: 4}

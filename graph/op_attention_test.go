@@ -100,19 +100,24 @@ func TestAttentionLayouts(t *testing.T) {
 		{attnConfig{wg: 16, lanes: 1, rq: 4, perKey: true}, attnShape{batch: 1, nq: 70, nk: 33, heads: 2, dh: 8, dhv: 8}},
 		{attnConfig{wg: 32, lanes: 2, rq: 2}, attnShape{batch: 1, nq: 150, nk: 40, heads: 2, dh: 6, dhv: 9}},
 	} {
-		oc := attentionCase(c.s)
+		oc := forceAttention(attentionCase(c.s), func(a attentionOp) Op { return forcedAttention{a, c.cfg} })
 		oc.name = fmt.Sprintf("%s_wg%d_l%d_rq%d_pk%v", oc.name, c.cfg.wg, c.cfg.lanes, c.cfg.rq, c.cfg.perKey)
-		build := oc.build
-		oc.build = func(b *Builder) {
-			build(b)
-			for _, n := range b.nodes {
-				if a, ok := n.Op.(attentionOp); ok {
-					n.Op = forcedAttention{a, c.cfg}
-				}
-			}
-		}
 		t.Run(oc.name, func(t *testing.T) { runOpCase(t, oc) })
 	}
+}
+
+// forceAttention makes an op case's attention nodes record through force.
+func forceAttention(oc opCase, force func(attentionOp) Op) opCase {
+	build := oc.build
+	oc.build = func(b *Builder) {
+		build(b)
+		for _, n := range b.nodes {
+			if a, ok := n.Op.(attentionOp); ok {
+				n.Op = force(a)
+			}
+		}
+	}
+	return oc
 }
 
 // forcedAttentionCPU records attention with attention_cpu.comp and a given
@@ -151,17 +156,8 @@ func TestAttentionCPUKernel(t *testing.T) {
 		{4, attnShape{batch: 1, nq: 64, nk: 200, heads: 2, dh: 8, dhv: 8, scale: 6}},
 		{1, attnShape{batch: 1, nq: 20, nk: 33, heads: 1, dh: 24, dhv: 40}},
 	} {
-		oc := attentionCase(c.s)
+		oc := forceAttention(attentionCase(c.s), func(a attentionOp) Op { return forcedAttentionCPU{a, c.rq} })
 		oc.name = fmt.Sprintf("%s_rq%d", oc.name, c.rq)
-		build := oc.build
-		oc.build = func(b *Builder) {
-			build(b)
-			for _, n := range b.nodes {
-				if a, ok := n.Op.(attentionOp); ok {
-					n.Op = forcedAttentionCPU{a, c.rq}
-				}
-			}
-		}
 		t.Run(oc.name, func(t *testing.T) { runOpCase(t, oc) })
 	}
 }

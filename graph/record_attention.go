@@ -129,15 +129,9 @@ const (
 // recordCPU dispatches attention_cpu.comp (Options.Kernels "cpu", the
 // default on CPU devices): c.rq queries per lane, c.sg lanes per workgroup.
 func (o attentionOp) recordCPU(r *recorder, n *Node, c attnCPU) error {
-	qblocks := ceilDiv(o.nq, c.sg*c.rq)
-	groups := qblocks * o.batch * o.heads
-	if int64(groups) > math.MaxUint32 {
-		return fmt.Errorf("attention: %d workgroups overflow the grid", groups)
-	}
-	push := []uint32{
-		uint32(o.nq), uint32(o.nk), uint32(o.heads),
-		uint32(qblocks), uint32(groups), o.maskPush(),
-		f32(o.scale * math.Log2E),
+	groups, push, err := o.grid(c.sg * c.rq)
+	if err != nil {
+		return err
 	}
 	spec := []uint32{uint32(c.sg), uint32(o.dh), uint32(o.dhv), uint32(c.rq)}
 	return r.dispatch("attention_cpu", spec, push, r.grid(groups), n.In, []*Tensor{n.Out})
@@ -147,18 +141,28 @@ func (o attentionOp) recordWith(r *recorder, n *Node, cfg attnConfig) error {
 	if !cfg.valid(o.dh, o.dhv, r.p.dev.Info()) {
 		return fmt.Errorf("attention: thread layout %+v does not fit head dims %d/%d on this device", cfg, o.dh, o.dhv)
 	}
-	qblocks := ceilDiv(o.nq, cfg.queries())
+	groups, push, err := o.grid(cfg.queries())
+	if err != nil {
+		return err
+	}
+	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(cfg.lanes), uint32(cfg.rq), uint32(cfg.wg), b32(cfg.perKey)}
+	return r.dispatch("attention", spec, push, r.grid(groups), n.In, []*Tensor{n.Out})
+}
+
+// grid is the workgroup count and push constants of attention.comp and
+// attention_cpu.comp (the same block) for workgroups of perGroup queries.
+func (o attentionOp) grid(perGroup int) (int, []uint32, error) {
+	qblocks := ceilDiv(o.nq, perGroup)
 	groups := qblocks * o.batch * o.heads
 	if int64(groups) > math.MaxUint32 {
-		return fmt.Errorf("attention: %d workgroups overflow the grid", groups)
+		return 0, nil, fmt.Errorf("attention: %d workgroups overflow the grid", groups)
 	}
 	push := []uint32{
 		uint32(o.nq), uint32(o.nk), uint32(o.heads),
 		uint32(qblocks), uint32(groups), o.maskPush(),
 		f32(o.scale * math.Log2E),
 	}
-	spec := []uint32{uint32(o.dh), uint32(o.dhv), uint32(cfg.lanes), uint32(cfg.rq), uint32(cfg.wg), b32(cfg.perKey)}
-	return r.dispatch("attention", spec, push, r.grid(groups), n.In, []*Tensor{n.Out})
+	return groups, push, nil
 }
 
 // softmaxThreads is the number of threads per row of shaders/softmax.comp:

@@ -125,6 +125,7 @@ type Limits struct {
 	MaxStorageBufferRange int64 // one binding (0: no limit)
 	Align                 int64 // storage-buffer offset alignment
 	F16                   bool  // 16-bit storage: weights may be stored as float16
+	CPU                   bool  // a CPU device (lavapipe): models choose precision by it
 }
 
 // LimitsOf reads a device's limits.
@@ -134,7 +135,7 @@ func LimitsOf(info vk.DeviceInfo) Limits {
 		alloc = b
 	}
 	return Limits{Name: info.Name, MaxAllocation: alloc, MaxStorageBufferRange: int64(info.MaxStorageBufferRange), Align: int64(info.MinStorageBufferOffsetAlignment),
-		F16: info.Float16 && info.Storage16 && !vk.F16Disabled()}
+		F16: info.Float16 && info.Storage16 && !vk.F16Disabled(), CPU: info.Type == "cpu"}
 }
 
 type pools struct {

@@ -41,7 +41,7 @@ func runDevices(args []string, stdout, stderr io.Writer) error {
 		case d.Float16 && d.Storage16 && f16off:
 			fp16 = "available, disabled by NETI_DISABLE_F16=1"
 		case d.Float16 && d.Storage16:
-			fp16 = "yes: weights, and activations when generating, stored as fp16; math and accumulation in fp32 (--no-half or NETI_DISABLE_F16=1: all fp32)"
+			fp16 = "yes: weights, and on GPUs the activations when generating, stored as fp16; math and accumulation in fp32 (--no-half or NETI_DISABLE_F16=1: all fp32)"
 		case d.Float16 || d.Storage16:
 			fp16 = fmt.Sprintf("partial (arithmetic %v, 16-bit storage %v): not used, weights stay fp32", d.Float16, d.Storage16)
 		}

@@ -335,11 +335,14 @@ func dryRun(f genFlags, m *sd.Model, o pipeline.Options, dec sd.DecoderOptions, 
 		fmt.Fprintf(stdout, "  %-13s %10s %10s %11s %10s\n", name, bytesStr(uint64(w)), bytesStr(uint64(io)), bytesStr(uint64(act)), bytesStr(uint64(peak)))
 	}
 	var storage string
+	opts := m.GraphOptions(lim.Limits)
 	switch {
-	case m.GraphOptions().Weights == graph.WeightsF32:
+	case opts.Weights == graph.WeightsF32:
 		storage = "fp32 (--no-half)"
-	case lim.F16:
+	case lim.F16 && opts.Activations == graph.ActivationsF16:
 		storage = "fp16 weights and activations, fp32 math"
+	case lim.F16:
+		storage = "fp16 weights, fp32 activations (a CPU device: fp16 activations would only slow it), fp32 math"
 	case lim.Name == "":
 		storage = "fp32 (no device to ask for 16-bit storage)"
 	default:

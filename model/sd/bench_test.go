@@ -130,7 +130,7 @@ func sd15Plan() (*Model, error) { return FromConfigs("sd15", weights.SD15Configs
 
 // precisions are the storage choices the SD 1.5 benchmarks compare.
 var precisions = []struct{ name, weights, activations string }{
-	{"f16", graph.WeightsF16, ""},
+	{"f16", graph.WeightsF16, graph.ActivationsF16},
 	{"f16w", graph.WeightsF16, graph.ActivationsF32},
 	{"f32", graph.WeightsF32, ""},
 }

@@ -59,7 +59,7 @@ func (m *Model) chooseTiling(h, w int, o DecoderOptions, lim Limits) (Tiling, er
 		if err != nil {
 			return Tiling{}, err
 		}
-		st, err := graph.Plan(g, lim.Limits, m.GraphOptions())
+		st, err := graph.Plan(g, lim.Limits, m.GraphOptions(lim.Limits))
 		switch {
 		case err != nil:
 			why = err // a tensor larger than one binding, or one buffer
@@ -96,7 +96,7 @@ func (m *Model) CompileDecoder(dev *vk.Device, h, w int, o DecoderOptions) (*Dec
 	if err != nil {
 		return nil, err
 	}
-	p, err := graph.Compile(dev, g, m.VAEWeights(), m.GraphOptions())
+	p, err := graph.Compile(dev, g, m.VAEWeights(), m.compileOptions(dev))
 	if err != nil {
 		return nil, fmt.Errorf("sd: compile vae decoder (%dx%d latent): %w", t.W, t.H, err)
 	}

@@ -56,7 +56,7 @@ func (m *Model) PlanDecoder(h, w int, o DecoderOptions, l Limits) (graph.Stats, 
 }
 
 func (m *Model) planned(what string, g *graph.Graph, l Limits) (graph.Stats, error) {
-	st, err := graph.Plan(g, l.Limits, m.GraphOptions())
+	st, err := graph.Plan(g, l.Limits, m.GraphOptions(l.Limits))
 	if err != nil {
 		return graph.Stats{}, fmt.Errorf("sd: plan %s: %w", what, err)
 	}

@@ -248,6 +248,7 @@ func TestF16Storage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	m.Activations = graph.ActivationsF16 // the GPU default, also on a CPU test device
 	f32 := fixtureModel(t, "sd-tiny")
 	lim := DeviceLimits(dev.Info())
 	const tol16 = 1e-2
@@ -322,4 +323,29 @@ func TestF16Storage(t *testing.T) {
 		st, _, err := m.PlanDecoder(16, 16, DecoderOptions{}, lim)
 		return st, err
 	})
+}
+
+// TestGraphOptionsByDevice: fp16 weights bring fp16 activations on GPUs
+// but not on CPU devices; an explicit Activations wins; fp32 weights keep
+// everything fp32; training programs keep fp32 activations.
+func TestGraphOptionsByDevice(t *testing.T) {
+	gpu, cpu := graph.Limits{F16: true}, graph.Limits{F16: true, CPU: true}
+	for _, c := range []struct {
+		weights, act string
+		l            graph.Limits
+		want         graph.Options
+	}{
+		{"", "", gpu, graph.Options{Weights: graph.WeightsF16, Activations: graph.ActivationsF16}},
+		{"", "", cpu, graph.Options{Weights: graph.WeightsF16, Activations: graph.ActivationsF32}},
+		{"", graph.ActivationsF16, cpu, graph.Options{Weights: graph.WeightsF16, Activations: graph.ActivationsF16}},
+		{graph.WeightsF32, "", gpu, graph.Options{Weights: graph.WeightsF32, Activations: graph.ActivationsF32}},
+	} {
+		m := &Model{Weights: c.weights, Activations: c.act}
+		if got := m.GraphOptions(c.l); got != c.want {
+			t.Errorf("weights %q activations %q CPU %v: %+v, want %+v", c.weights, c.act, c.l.CPU, got, c.want)
+		}
+		if got := m.TrainingOptions(); got.Activations != graph.ActivationsF32 {
+			t.Errorf("training activations %q", got.Activations)
+		}
+	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/neti-project/neti/model/vae"
 	"github.com/neti-project/neti/model/weights"
 	"github.com/neti-project/neti/plugin"
+	"github.com/neti-project/neti/vk"
 )
 
 // Model is an opened model: validated configs converted for the graph
@@ -56,9 +57,12 @@ type Model struct {
 	// everything fp32, as the fixture comparisons need for fp32 reference
 	// models).
 	Weights string
-	// Activations overrides the activation storage of inference programs
-	// ("": float16 with fp16 weights, fp32 with fp32 weights), for
-	// benchmarks that separate the two.
+	// Activations overrides the activation storage of inference programs.
+	// "" chooses by device: float16 with fp16 weights on GPUs, float32 on
+	// CPU devices, where fp16 storage saves no scarce memory, runs each
+	// step no faster and makes lavapipe compile pipelines much longer on
+	// first use (the built-in model's generation: 195 s cold against 111);
+	// float32 with fp32 weights.
 	Activations string
 	// Profile records a GPU timestamp after every op of the programs the
 	// model compiles, for UNet.Profile (benchmarks and tuning).
@@ -68,17 +72,23 @@ type Model struct {
 	closers         []func() error
 }
 
-// GraphOptions are the compile options of the model's inference programs:
-// with fp16 weights the activations are stored as float16 too.
-func (m *Model) GraphOptions() graph.Options {
+// GraphOptions are the compile options of the model's inference programs
+// on a device with limits l: with fp16 weights the activations are stored
+// as float16 too, except on CPU devices (see Activations).
+func (m *Model) GraphOptions(l graph.Limits) graph.Options {
 	o := m.TrainingOptions()
 	switch {
 	case m.Activations != "":
 		o.Activations = m.Activations
-	case o.Weights == graph.WeightsF16:
+	case o.Weights == graph.WeightsF16 && !l.CPU:
 		o.Activations = graph.ActivationsF16
 	}
 	return o
+}
+
+// compileOptions are GraphOptions for dev.
+func (m *Model) compileOptions(dev *vk.Device) graph.Options {
+	return m.GraphOptions(graph.LimitsOf(dev.Info()))
 }
 
 // TrainingOptions are the compile options of programs that compute

@@ -47,7 +47,9 @@ vet:
 # The whole suite: dependencies, formatting and vet, the tests with the
 # Vulkan validation layer on (any message fails), and short fuzz runs.
 test: deps vet
-	$(GO) test -count=1 ./...
+	# -timeout: a fresh machine compiles every pipeline once (graph: about
+	# 6.5 min with an empty Mesa shader cache on 2 cores, near the 10 min default).
+	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race ./vk/
 	GOEXPERIMENT=cgocheck2 $(GO) test -count=1 ./vk/
 	# The preview window on a virtual X server: screenshots of the window

@@ -61,8 +61,9 @@ type Model struct {
 	// "" chooses by device: float16 with fp16 weights on GPUs, float32 on
 	// CPU devices, where fp16 storage saves no scarce memory, runs each
 	// step no faster and makes lavapipe compile pipelines much longer on
-	// first use (the built-in model's generation: 195 s cold against 111);
-	// float32 with fp32 weights.
+	// first use (the built-in model's generation with an empty Mesa shader
+	// cache: 119 s against 71 with fp32 activations); float32 with fp32
+	// weights.
 	Activations string
 	// Profile records a GPU timestamp after every op of the programs the
 	// model compiles, for UNet.Profile (benchmarks and tuning).

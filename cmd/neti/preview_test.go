@@ -55,18 +55,27 @@ func screenMatches(t *testing.T, win *preview.Window, img *image.NRGBA) {
 	t.Fatal(last)
 }
 
-// `neti generate --preview` on a virtual X server: the window shows the
-// generated image (checked on a screenshot, pixel for pixel, against the
-// PNG it wrote), with no validation message.
-func TestGeneratePreviewScreenshot(t *testing.T) {
+// previewSetup prepares a window test: the goroutine locked to its thread
+// (GLFW's calls must stay on one), a Vulkan device and a virtual X server
+// required; it returns the sd-tiny model's path.
+func previewSetup(t *testing.T) string {
+	t.Helper()
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
 	needVulkan(t)
 	xvfb.Display(t)
 	model, err := fixtures.Path("sd-tiny", "model")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return model
+}
+
+// `neti generate --preview` on a virtual X server: the window shows the
+// generated image (checked on a screenshot, pixel for pixel, against the
+// PNG it wrote), with no validation message.
+func TestGeneratePreviewScreenshot(t *testing.T) {
+	model := previewSetup(t)
 	out := filepath.Join(t.TempDir(), "a.png")
 	shown := false
 	f := genFlags{model: model, prompt: "a photo of a cat", sampler: "ddim", output: out, latentsKey: defaultLatentsKey,
@@ -94,14 +103,7 @@ func TestGeneratePreviewScreenshot(t *testing.T) {
 // on screen, s saves it with parameters that record the truncation, q
 // quits.
 func TestViewKeysAndSave(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	needVulkan(t)
-	xvfb.Display(t)
-	model, err := fixtures.Path("sd-tiny", "model")
-	if err != nil {
-		t.Fatal(err)
-	}
+	model := previewSetup(t)
 	dir := t.TempDir()
 	concept := filepath.Join(dir, "toy.neti")
 	var sink bytes.Buffer
@@ -143,14 +145,7 @@ func TestViewKeysAndSave(t *testing.T) {
 // window shows the validation sample (checked on a screenshot, pixel for
 // pixel), and the concept file is still written.
 func TestTrainPreviewScreenshot(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	needVulkan(t)
-	xvfb.Display(t)
-	model, err := fixtures.Path("sd-tiny", "model")
-	if err != nil {
-		t.Fatal(err)
-	}
+	model := previewSetup(t)
 	images, err := fixtures.Path("sd-shapes", "concept-star")
 	if err != nil {
 		t.Fatal(err)

@@ -142,7 +142,7 @@ func NewConditionerWith(dev *vk.Device, m *sd.Model, ids []int, uses []ConceptUs
 	if err != nil {
 		return nil, fmt.Errorf("neti: text encoder: %w", err)
 	}
-	if c.text, err = graph.Compile(dev, g, m.TextWeights(), m.GraphOptions(graph.LimitsOf(dev.Info()))); err != nil {
+	if c.text, err = graph.Compile(dev, g, m.TextWeights(), m.CompileOptions(dev)); err != nil {
 		return nil, fmt.Errorf("neti: text encoder: %w", err)
 	}
 	// Set once: the prefix and the tokens stay on the device for every step.
@@ -192,7 +192,7 @@ func encodePrefix(dev *vk.Device, m *sd.Model, ids []int) (map[string][]float32,
 	if err != nil {
 		return nil, fmt.Errorf("neti: text encoder prefix: %w", err)
 	}
-	p, err := graph.Compile(dev, g, m.TextWeights(), m.GraphOptions(graph.LimitsOf(dev.Info())))
+	p, err := graph.Compile(dev, g, m.TextWeights(), m.CompileOptions(dev))
 	if err != nil {
 		return nil, fmt.Errorf("neti: text encoder prefix: %w", err)
 	}

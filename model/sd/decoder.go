@@ -96,7 +96,7 @@ func (m *Model) CompileDecoder(dev *vk.Device, h, w int, o DecoderOptions) (*Dec
 	if err != nil {
 		return nil, err
 	}
-	p, err := graph.Compile(dev, g, m.VAEWeights(), m.compileOptions(dev))
+	p, err := graph.Compile(dev, g, m.VAEWeights(), m.CompileOptions(dev))
 	if err != nil {
 		return nil, fmt.Errorf("sd: compile vae decoder (%dx%d latent): %w", t.W, t.H, err)
 	}

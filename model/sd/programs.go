@@ -80,7 +80,7 @@ func (m *Model) CompileTextEncoder(dev *vk.Device, o TextEncoderOptions) (*TextE
 	if err != nil {
 		return nil, err
 	}
-	p, err := graph.Compile(dev, g, m.TextWeights(), m.compileOptions(dev))
+	p, err := graph.Compile(dev, g, m.TextWeights(), m.CompileOptions(dev))
 	if err != nil {
 		return nil, fmt.Errorf("sd: compile text encoder: %w", err)
 	}
@@ -227,7 +227,7 @@ func (m *Model) CompileUNet(dev *vk.Device, o UNetOptions) (*UNet, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := graph.Compile(dev, g, m.UNetWeights(), m.compileOptions(dev))
+	p, err := graph.Compile(dev, g, m.UNetWeights(), m.CompileOptions(dev))
 	if err != nil {
 		return nil, fmt.Errorf("sd: compile unet: %w", err)
 	}
@@ -352,7 +352,7 @@ func (m *Model) CompileEncoder(dev *vk.Device, height, width int) (*Encoder, err
 	if err != nil {
 		return nil, err
 	}
-	p, err := graph.Compile(dev, g, m.VAEWeights(), m.compileOptions(dev))
+	p, err := graph.Compile(dev, g, m.VAEWeights(), m.CompileOptions(dev))
 	if err != nil {
 		return nil, fmt.Errorf("sd: compile vae encoder: %w", err)
 	}

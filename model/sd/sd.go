@@ -87,8 +87,8 @@ func (m *Model) GraphOptions(l graph.Limits) graph.Options {
 	return o
 }
 
-// compileOptions are GraphOptions for dev.
-func (m *Model) compileOptions(dev *vk.Device) graph.Options {
+// CompileOptions are GraphOptions for programs compiled on dev.
+func (m *Model) CompileOptions(dev *vk.Device) graph.Options {
 	return m.GraphOptions(graph.LimitsOf(dev.Info()))
 }
 

@@ -54,8 +54,8 @@ const sgQuads = 2
 // multiple of 4*SG (transposed A loads row quads), so wide subgroups, which
 // CPU devices do not have, are left to the other kernels.
 func matmulSGFor(info vk.DeviceInfo, o matmulOp) (sg, rm int, ok bool) {
-	sg = info.SubgroupSize
-	if sg < 1 || sg > 16 || sg&(sg-1) != 0 || !hasSubgroupOp(info, "ballot") {
+	sg, ok = cpuSubgroup(info, 16, "ballot")
+	if !ok {
 		return 0, 0, false
 	}
 	if o.n%4 != 0 || o.k%4 != 0 || o.transA && o.m%4 != 0 || o.n < 4*sg {

@@ -3,7 +3,6 @@ package graph
 import (
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/neti-project/neti/vk"
 )
@@ -108,8 +107,8 @@ type attnCPU struct{ sg, rq int }
 // for little gain) and does not leave a workgroup's last query row empty
 // (16 queries: 2 per lane, not 4 with half the lanes idle).
 func attnCPUFor(info vk.DeviceInfo, nq, dh, dhv int) (attnCPU, bool) {
-	sg := info.SubgroupSize
-	if sg <= 0 || sg > 16 || dh+dhv > attnCPUHead || !slices.Contains(info.SubgroupOps, "ballot") {
+	sg, ok := cpuSubgroup(info, 16, "ballot")
+	if !ok || dh+dhv > attnCPUHead {
 		return attnCPU{}, false
 	}
 	c := attnCPU{sg: sg, rq: 4}

@@ -66,8 +66,8 @@ type convCPU struct{ oc, px, sg int }
 // 4x4 latent does not run one mostly empty block of 128 pixels per image
 // (2x64x4x4 took 3.3 ms with 16 pixels, 1.5 with 4).
 func convCPUFor(info vk.DeviceInfo, channels, pixels int) (convCPU, bool) {
-	sg := info.SubgroupSize
-	if sg < 1 || sg > 64 || sg&(sg-1) != 0 || !hasSubgroupOp(info, "ballot") {
+	sg, ok := cpuSubgroup(info, 64, "ballot")
+	if !ok {
 		return convCPU{}, false
 	}
 	c := convCPU{oc: 64, px: 16, sg: sg}
@@ -95,6 +95,21 @@ func hasSubgroupOp(info vk.DeviceInfo, op string) bool {
 		}
 	}
 	return false
+}
+
+// cpuSubgroup is the subgroup size the barrier-free CPU-device kernels run
+// with: a power of two up to max, with every named subgroup operation.
+func cpuSubgroup(info vk.DeviceInfo, max int, ops ...string) (int, bool) {
+	sg := info.SubgroupSize
+	if sg < 1 || sg > max || sg&(sg-1) != 0 {
+		return 0, false
+	}
+	for _, op := range ops {
+		if !hasSubgroupOp(info, op) {
+			return 0, false
+		}
+	}
+	return sg, true
 }
 
 // recordCPU dispatches conv2d_cpu.comp: c.oc output channels of c.px
@@ -166,22 +181,14 @@ func (o groupNormOp) record(r *recorder, n *Node) error {
 	grid := r.grid(work)
 	push := []uint32{uint32(gsize), uint32(chunk), uint32(nChunks), uint32(work)}
 	apply := append(push[:4:4], uint32(o.c), uint32(o.hw), f32(o.eps))
-	if sg, ok := gnCPUSubgroup(r.p.dev.Info()); ok && r.cpuKernels() {
+	// The CPU kernels run one subgroup per workgroup and need broadcasts.
+	if sg, ok := cpuSubgroup(r.p.dev.Info(), 64, "ballot"); ok && r.cpuKernels() {
 		return o.recordCPU(r, n, part, sg, nChunks == 1, apply, grid)
 	}
 	if err := r.dispatch("groupnorm_stats", nil, push, grid, []*Tensor{x}, []*Tensor{part}); err != nil {
 		return err
 	}
 	return r.dispatch("groupnorm", []uint32{b32(o.silu)}, apply, grid, []*Tensor{x, gamma, beta, part}, []*Tensor{n.Out})
-}
-
-// gnCPUSubgroup is the subgroup size the CPU groupnorm kernels run with
-// (one subgroup per workgroup), or false where the device cannot run them
-// (they need subgroup broadcasts).
-func gnCPUSubgroup(info vk.DeviceInfo) (int, bool) {
-	sg := info.SubgroupSize
-	ok := sg >= 1 && sg <= 64 && sg&(sg-1) == 0 && hasSubgroupOp(info, "ballot")
-	return sg, ok
 }
 
 // recordCPU dispatches groupnorm_cpu*.comp (no barriers, one subgroup per
@@ -262,8 +269,8 @@ type lnCPU struct {
 // per lane would spill and compile for long: there the register cache
 // stops at 8 (longer rows stream).
 func lnCPUFor(info vk.DeviceInfo, rows, d int) (lnCPU, bool) {
-	sg := info.SubgroupSize
-	if sg < 1 || sg > 64 || sg&(sg-1) != 0 || !hasSubgroupOp(info, "arithmetic") || !hasSubgroupOp(info, "ballot") {
+	sg, ok := cpuSubgroup(info, 64, "arithmetic", "ballot")
+	if !ok {
 		return lnCPU{}, false
 	}
 	c := lnCPU{sg: sg, vec4: d%4 == 0}
